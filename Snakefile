@@ -1,0 +1,20 @@
+# LongRoPE: extend a pretrained LLM's context window by searching non-uniform RoPE rescale factors.
+# Embedded default:      snakemake --cores 2
+# Another config:        snakemake --cores 2 --configfile config/test.yaml
+# On a SLURM cluster:    snakemake --profile slurm all --configfile config/paper/llama2-7b.yaml
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/pretrain.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        "results/tables/perplexity.md",
+        "results/plots/perplexity_base.png",
+        pretrain_outputs(),

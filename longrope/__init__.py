@@ -1,0 +1,1 @@
+"""LongRoPE: non-uniform RoPE rescaling for context-window extension (see README)."""

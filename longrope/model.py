@@ -1,0 +1,136 @@
+"""Load a Hugging Face causal LM, apply a RoPE scaling to it, prove the scaling took effect."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .rope import RopeScaling
+
+ATTENTION_KERNELS = ("auto", "flash_attention_2", "sdpa", "eager")
+
+
+def pick_attention(requested: str = "auto") -> str:
+    """flash_attention_2 when CUDA and flash-attn are present, else sdpa; an explicit choice is kept."""
+    if requested not in ATTENTION_KERNELS:
+        raise ValueError(f"unknown attention kernel '{requested}' (expected one of {', '.join(ATTENTION_KERNELS)})")
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def tiny_llama(vocab_size: int, hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int,
+               rope_theta: float, original_length: int, seed: int):
+    """The embedded default's base model: a small Llama whose rope_parameters record θ and L0."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,
+        max_position_embeddings=original_length, rope_parameters={"rope_type": "default", "rope_theta": rope_theta},
+        tie_word_embeddings=True, bos_token_id=None, eos_token_id=None, pad_token_id=None,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
+
+def load_model(path: str | Path, attention: str = "auto", dtype: torch.dtype = torch.float32):
+    """A causal LM from a local folder (never the network): config.json + safetensors weights."""
+    from transformers import AutoModelForCausalLM
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"model directory {path} does not exist")
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"model directory {path} has no config.json")
+    return AutoModelForCausalLM.from_pretrained(
+        path, local_files_only=True, attn_implementation=pick_attention(attention), dtype=dtype
+    ).eval()
+
+
+def rope_geometry(model) -> tuple[int, float]:
+    """(rotary head dim, rope θ) of a transformers-5 model."""
+    config = model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    head_dim = int(head_dim * getattr(config, "partial_rotary_factor", 1.0))
+    return head_dim, float(config.rope_parameters["rope_theta"])
+
+
+class ScaledRotaryEmbedding(nn.Module):
+    """Drop-in for `model.model.rotary_emb`: returns (cos, sin) of a `RopeScaling`, counts its calls."""
+
+    def __init__(self, scaling: RopeScaling, head_dim: int, base: float):
+        super().__init__()
+        self.scaling, self.head_dim, self.base = scaling, head_dim, base
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor):
+        self.calls += 1
+        cos, sin = self.scaling.cos_sin(position_ids.to(x.device), self.head_dim, self.base)
+        return cos.to(x.dtype), sin.to(x.dtype)
+
+
+class RopeNotAppliedError(RuntimeError):
+    pass
+
+
+def apply_rope_scaling(model, scaling: RopeScaling, verify: bool = True):
+    """Swap the model's rotary module for `scaling` and, unless `verify` is off, prove the forward uses it.
+
+    Proof: a short probe whose positions span the target length must call the new module, and, when the
+    scaling changes any angle there, must change the logits. A silent no-op (the upstream code's failure
+    with transformers ≥ 4.45) raises RopeNotAppliedError.
+    """
+    inner = getattr(model, "model", None)
+    if inner is None or not isinstance(getattr(inner, "rotary_emb", None), nn.Module):
+        raise RopeNotAppliedError(f"{type(model).__name__} has no model.rotary_emb: architecture not supported")
+    head_dim, base = rope_geometry(model)
+    scaling.inv_freq(head_dim, base)  # fails early on a factor list of the wrong length
+    old = inner.rotary_emb
+    new = ScaledRotaryEmbedding(scaling, head_dim, base)
+    if not verify:
+        inner.rotary_emb = new
+        return model
+    probe_ids, positions = _probe(model, scaling)
+    before = _logits(model, probe_ids, positions)
+    inner.rotary_emb = new
+    after = _logits(model, probe_ids, positions)
+    if new.calls == 0:
+        inner.rotary_emb = old
+        raise RopeNotAppliedError(f"{type(model).__name__}'s forward never called model.rotary_emb: RoPE scaling not applied")
+    unchanged = RopeScaling(original_length=scaling.original_length, target_length=scaling.original_length)
+    changes_angles = not torch.equal(torch.stack(scaling.cos_sin(positions, head_dim, base)),
+                                     torch.stack(unchanged.cos_sin(positions, head_dim, base)))
+    if changes_angles and torch.equal(before, after):
+        inner.rotary_emb = old
+        raise RopeNotAppliedError(f"{type(model).__name__}'s logits did not change: the rotary output is not used")
+    new.calls = 0
+    return model
+
+
+def next_token_nll(model, ids: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
+    """Per-token NLL (B, T-1) of ids[:, 1:] given ids[:, :-1]; the vocabulary projection runs in chunks
+    so a long sequence never holds a full T×V logits matrix."""
+    hidden = model.model(input_ids=ids[:, :-1]).last_hidden_state
+    targets = ids[:, 1:]
+    return torch.cat([
+        nn.functional.cross_entropy(model.lm_head(h).float().transpose(1, 2), t, reduction="none")
+        for h, t in zip(hidden.split(chunk_size, dim=1), targets.split(chunk_size, dim=1))
+    ], dim=1)
+
+
+def _probe(model, scaling: RopeScaling, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, model.config.vocab_size, (1, n), generator=generator)
+    positions = torch.linspace(0, scaling.target_length - 1, n).long()
+    return ids, positions
+
+
+@torch.no_grad()
+def _logits(model, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    device = next(model.parameters()).device
+    return model(input_ids=ids.to(device), position_ids=positions[None].to(device)).logits.float().cpu()

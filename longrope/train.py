@@ -1,0 +1,168 @@
+"""The training loop shared by pretraining and fine-tuning: deterministic batches, checkpoints, resume."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_model, save_model
+from tqdm import tqdm
+
+from .data import passkey_training_example
+from .model import next_token_nll
+
+SCHEDULES = ("cosine", "linear", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int
+    batch_size: int
+    seq_len: int
+    lr: float
+    warmup_steps: int = 0
+    schedule: str = "cosine"      # after warm-up: cosine to min_lr_ratio·lr, linear to 0, or constant
+    min_lr_ratio: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 100
+    passkey_fraction: float = 0.0  # share of each batch replaced by synthetic passkey examples
+
+    def __post_init__(self):
+        object.__setattr__(self, "betas", tuple(self.betas))
+        for name in ("steps", "batch_size", "seq_len", "checkpoint_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown lr schedule '{self.schedule}' (expected one of {', '.join(SCHEDULES)})")
+        if not 0.0 <= self.passkey_fraction <= 1.0:
+            raise ValueError(f"passkey_fraction must lie in [0, 1], got {self.passkey_fraction}")
+
+    def lr_at(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        if self.schedule == "constant":
+            return self.lr
+        progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
+        if self.schedule == "linear":
+            return self.lr * (1.0 - progress)
+        return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def batch_at(step: int, tokens: np.ndarray, cfg: TrainConfig, tokenizer) -> torch.Tensor:
+    """Batch `step` is a pure function of (seed, step), so a resumed run sees exactly the same data."""
+    rng = np.random.default_rng([cfg.seed, step])
+    n_passkey = round(cfg.batch_size * cfg.passkey_fraction)
+    starts = rng.integers(0, len(tokens) - cfg.seq_len - 1, cfg.batch_size - n_passkey)
+    rows = [tokens[s : s + cfg.seq_len + 1].astype(np.int64) for s in starts]
+    rows += [passkey_training_example(tokenizer, cfg.seq_len + 1, rng) for _ in range(n_passkey)]
+    return torch.from_numpy(np.stack(rows))
+
+
+def train(model, tokens: np.ndarray, tokenizer, cfg: TrainConfig, work_dir: str | Path, loss_csv: str | Path):
+    """Train `model` for cfg.steps on windows of `tokens`; resumes from `work_dir` if a checkpoint is there."""
+    work_dir, loss_csv = Path(work_dir), Path(loss_csv)
+    model.train()
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=cfg.betas,
+    )
+    start = _resume(model, optimizer, work_dir, loss_csv, cfg)
+    log = _open_log(loss_csv, resumed=start > 0)
+    bar = tqdm(total=cfg.steps, initial=start, desc="train", file=sys.stderr, mininterval=5)
+    t0 = time.time()
+    for step in range(start, cfg.steps):
+        lr = cfg.lr_at(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = batch_at(step, tokens, cfg, tokenizer)
+        loss = next_token_nll(model, batch).mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"loss became {loss.item()} at step {step}; last good checkpoint kept in {work_dir}"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        log.writerow([step + 1, f"{loss.item():.5f}", f"{lr:.6g}", f"{grad_norm.item():.4f}", f"{time.time() - t0:.1f}"])
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
+        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+            _save_checkpoint(model, optimizer, step + 1, work_dir, cfg)
+    bar.close()
+    model.eval()
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: work_dir/step-NNNNNN/{model.safetensors, optimizer.pt, state.json} and a `latest` pointer
+# replaced atomically, so a kill at any moment leaves the previous checkpoint intact.
+
+LOG_HEADER = ["step", "loss", "lr", "grad_norm", "seconds"]
+
+
+def _save_checkpoint(model, optimizer, step: int, work_dir: Path, cfg: TrainConfig) -> None:
+    target = work_dir / f"step-{step:06d}"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    save_model(model, str(target / "model.safetensors"))
+    torch.save(optimizer.state_dict(), target / "optimizer.pt")
+    (target / "state.json").write_text(json.dumps({"step": step, "config": asdict(cfg)}))
+    tmp = work_dir / "latest.tmp"
+    tmp.write_text(target.name)
+    os.replace(tmp, work_dir / "latest")
+    for old in work_dir.glob("step-*"):
+        if old != target:
+            shutil.rmtree(old)
+
+
+def _resume(model, optimizer, work_dir: Path, loss_csv: Path, cfg: TrainConfig) -> int:
+    pointer = work_dir / "latest"
+    if not pointer.is_file():
+        return 0
+    ckpt = work_dir / pointer.read_text().strip()
+    state = json.loads((ckpt / "state.json").read_text())
+    if state["config"] != json.loads(json.dumps(asdict(cfg))):
+        raise ValueError(f"checkpoint in {ckpt} was made with other training settings; delete {work_dir} to restart")
+    load_model(model, str(ckpt / "model.safetensors"))
+    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+    step = state["step"]
+    if loss_csv.is_file():  # drop log rows written after the checkpoint: they will be redone
+        with loss_csv.open() as f:
+            rows = [r for r in csv.reader(f)][1:]
+        with loss_csv.open("w", newline="") as f:
+            csv.writer(f).writerows([LOG_HEADER, *(r for r in rows if int(r[0]) <= step)])
+    print(f"resuming from {ckpt} (step {step})", file=sys.stderr)
+    return step
+
+
+class _LineWriter:
+    """csv.writer that flushes every row, so the loss log can be followed while training runs."""
+
+    def __init__(self, path: Path, append: bool):
+        self._file = path.open("a" if append else "w", newline="")
+        self._csv = csv.writer(self._file)
+        if not append:
+            self.writerow(LOG_HEADER)
+
+    def writerow(self, row) -> None:
+        self._csv.writerow(row)
+        self._file.flush()
+
+
+def _open_log(path: Path, resumed: bool) -> _LineWriter:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _LineWriter(path, append=resumed and path.is_file())

@@ -1,0 +1,63 @@
+import glob
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+validate(config, schema="../config/schema.yaml")
+
+ENV = "../envs/longrope.yaml"
+L0 = config["base_model"]["original_length"]
+EVAL = config["evaluation"]
+
+
+def _check_config():
+    """Cross-key checks the JSON schema cannot express; each names the offending key."""
+    path = config["base_model"]["path"]
+    if path is not None and not Path(path, "config.json").is_file():
+        raise WorkflowError(f"base_model.path: model directory '{path}' does not exist or has no config.json")
+    if path is None and "pretrain" not in config:
+        raise WorkflowError("base_model.path is null, so a 'pretrain' section is required to build the base model")
+    tok = config["data"]["tokenizer"]
+    if tok["kind"] == "bpe" and "vocab_size" not in tok:
+        raise WorkflowError("data.tokenizer.vocab_size is required when data.tokenizer.kind is 'bpe'")
+    for key in ("train_books", "heldout_books"):
+        for pattern in config["data"][key]:
+            if not glob.glob(str(corpus_path(pattern))):
+                raise WorkflowError(f"data.{key}: no book in {CORPUS} matches '{pattern}'")
+    overlap = set(books("train_books")) & set(books("heldout_books"))
+    if overlap:
+        raise WorkflowError(f"data: held-out books also in train_books: {', '.join(sorted(overlap))}")
+
+
+CORPUS = Path(workflow.basedir, config["data"]["corpus_dir"])
+
+
+def corpus_path(name):
+    return CORPUS / f"{name}.txt.gz"
+
+
+def books(key):
+    """Book names (globs expanded, sorted) of data.train_books or data.heldout_books."""
+    names = []
+    for pattern in config["data"][key]:
+        for p in sorted(glob.glob(str(corpus_path(pattern)))):
+            name = str(Path(p).relative_to(CORPUS))[: -len(".txt.gz")]
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def base_model_dir():
+    return config["base_model"]["path"] or "results/base/model"
+
+
+def pretrain_outputs():
+    return [] if config["base_model"]["path"] else ["results/plots/pretrain_loss.png"]
+
+
+def stage_scales():
+    return sorted({float(s["scale"]) for s in config["stages"].values()})
+
+
+_check_config()

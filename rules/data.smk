@@ -1,0 +1,37 @@
+rule tokenizer:
+    input:
+        books=lambda w: [corpus_path(b) for b in books("train_books")],
+    output:
+        "results/data/tokenizer.json",
+    params:
+        kind=config["data"]["tokenizer"]["kind"],
+        vocab_size=config["data"]["tokenizer"].get("vocab_size"),
+    log:
+        "logs/tokenizer.log",
+    benchmark:
+        "benchmarks/tokenizer.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/train_tokenizer.py"
+
+
+rule token_ids:
+    input:
+        tokenizer="results/data/tokenizer.json",
+        train=lambda w: [corpus_path(b) for b in books("train_books")],
+        heldout=lambda w: [corpus_path(b) for b in books("heldout_books")],
+    output:
+        train="results/data/train.npy",
+        fitness="results/data/fitness.npy",
+        evaluation="results/data/evaluation.npy",
+    params:
+        fitness_fraction=config["data"]["fitness_fraction"],
+    log:
+        "logs/token_ids.log",
+    benchmark:
+        "benchmarks/token_ids.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/tokenize_corpus.py"

@@ -1,0 +1,26 @@
+rule evaluate_base:
+    """Perplexity of the base model by length under one baseline scaling at every stage's scale."""
+    input:
+        model=base_model_dir(),
+        tokens="results/data/evaluation.npy",
+    output:
+        "results/eval/base/{method}.csv",
+    params:
+        scales=lambda w: [1.0] if w.method == "none" else stage_scales(),
+        original_length=L0,
+        lengths=EVAL["lengths"],
+        max_samples=EVAL["max_samples"],
+        tokens_per_length=EVAL["tokens_per_length"],
+        seed=EVAL["seed"],
+        attention=EVAL["attention"],
+    wildcard_constraints:
+        method="|".join(EVAL["methods"]),
+    threads: EVAL["threads"]
+    log:
+        "logs/evaluate_base/{method}.log",
+    benchmark:
+        "benchmarks/evaluate_base/{method}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate_ppl.py"

@@ -1,0 +1,31 @@
+localrules: perplexity_table, plot_pretrain_loss
+
+
+rule perplexity_table:
+    input:
+        expand("results/eval/base/{method}.csv", method=EVAL["methods"]),
+    output:
+        csv="results/tables/perplexity.csv",
+        md="results/tables/perplexity.md",
+        plot=report("results/plots/perplexity_base.png", caption="../report/perplexity.rst", category="Perplexity"),
+    params:
+        original_length=L0,
+    log:
+        "logs/perplexity_table.log",
+    conda:
+        ENV
+    script:
+        "../scripts/perplexity_table.py"
+
+
+rule plot_pretrain_loss:
+    input:
+        "results/base/pretrain_loss.csv",
+    output:
+        report("results/plots/pretrain_loss.png", caption="../report/pretrain_loss.rst", category="Training"),
+    log:
+        "logs/plot_pretrain_loss.log",
+    conda:
+        ENV
+    script:
+        "../scripts/plot_loss.py"

@@ -1,0 +1,34 @@
+"""Perplexity by length of one model under one RoPE scaling method, at each requested scale."""
+import sys
+import time
+
+import pandas as pd
+import torch
+
+from longrope.data import load_tokens, sample_windows, samples_for_length
+from longrope.evaluate import perplexity
+from longrope.model import apply_rope_scaling, load_model
+from longrope.rope import RopeScaling
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+torch.set_num_threads(snakemake.threads)
+
+p = snakemake.params
+method = snakemake.wildcards.method
+tokens = load_tokens(snakemake.input.tokens)
+model = load_model(snakemake.input.model, attention=p.attention)
+rows = []
+for scale in p.scales:
+    target = round(scale * p.original_length)
+    apply_rope_scaling(model, RopeScaling(method, p.original_length, target))
+    # Each scaling is evaluated up to its own target; plain RoPE at every length.
+    for length in [n for n in p.lengths if method == "none" or n <= target]:
+        n = samples_for_length(length, p.max_samples, p.tokens_per_length)
+        windows = sample_windows(tokens, length, n, seed=[p.seed, length])
+        t0 = time.time()
+        result = perplexity(model, windows)
+        rows.append({"model": snakemake.wildcards.get("model", "base"), "method": method, "scale": scale,
+                     "length": length, "ppl": result.ppl, "n_samples": result.n_samples,
+                     "tokens": result.tokens, "seconds": round(time.time() - t0, 3)})
+        print(rows[-1])
+pd.DataFrame(rows).to_csv(snakemake.output[0], index=False)

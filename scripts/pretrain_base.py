@@ -1,0 +1,22 @@
+"""Pretrain the embedded default's tiny Llama at L0 (checkpoints in params.work_dir; a rerun resumes)."""
+import shutil
+import sys
+
+import torch
+
+from longrope.data import load_tokenizer, load_tokens
+from longrope.model import tiny_llama
+from longrope.train import TrainConfig, train
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "a", buffering=1)
+torch.set_num_threads(snakemake.threads)
+
+p = snakemake.params
+tokenizer = load_tokenizer(snakemake.input.tokenizer)
+cfg = TrainConfig(seq_len=p.original_length, seed=p.seed, **p.train)
+model = tiny_llama(vocab_size=tokenizer.vocab_size, original_length=p.original_length, seed=p.seed, **p.model)
+print(f"tiny Llama: {sum(t.numel() for t in model.parameters()):,} parameters; {cfg}")
+train(model, load_tokens(snakemake.input.tokens), tokenizer, cfg, p.work_dir, snakemake.output.loss)
+model.save_pretrained(snakemake.output.model)
+shutil.copy(snakemake.input.tokenizer, f"{snakemake.output.model}/tokenizer.json")
+shutil.rmtree(p.work_dir)
