@@ -3,7 +3,11 @@
 # Another config:        snakemake --cores 2 --configfile config/test.yaml
 # On a SLURM cluster:    snakemake --profile slurm all --configfile config/paper/llama2-7b.yaml
 
-configfile: "config/config.yaml"
+# The embedded default applies only when no --configfile is given, so another config replaces it whole
+# instead of being merged into it (a stage missing there must not leak in from here).
+if not config:
+
+    configfile: workflow.source_path("config/config.yaml")
 
 
 include: "rules/common.smk"

@@ -115,7 +115,7 @@ def apply_rope_scaling(model, scaling: RopeScaling, verify: bool = True):
 def next_token_nll(model, ids: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
     """Per-token NLL (B, T-1) of ids[:, 1:] given ids[:, :-1]; the vocabulary projection runs in chunks
     so a long sequence never holds a full T×V logits matrix."""
-    hidden = model.model(input_ids=ids[:, :-1]).last_hidden_state
+    hidden = model.model(input_ids=ids[:, :-1], use_cache=False).last_hidden_state
     targets = ids[:, 1:]
     return torch.cat([
         nn.functional.cross_entropy(model.lm_head(h).float().transpose(1, 2), t, reduction="none")
@@ -126,11 +126,14 @@ def next_token_nll(model, ids: torch.Tensor, chunk_size: int = 4096) -> torch.Te
 def _probe(model, scaling: RopeScaling, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(0, model.config.vocab_size, (1, n), generator=generator)
-    positions = torch.linspace(0, scaling.target_length - 1, n).long()
+    positions = torch.arange(max(0, scaling.target_length - n), scaling.target_length)  # where scalings differ most
     return ids, positions
 
 
 @torch.no_grad()
 def _logits(model, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     device = next(model.parameters()).device
-    return model(input_ids=ids.to(device), position_ids=positions[None].to(device)).logits.float().cpu()
+    # An explicit mask stops transformers from reading gaps in position_ids as packed-sequence boundaries.
+    mask = torch.ones_like(ids, device=device)
+    return model(input_ids=ids.to(device), position_ids=positions[None].to(device), attention_mask=mask,
+                 use_cache=False).logits.float().cpu()

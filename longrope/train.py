@@ -99,7 +99,7 @@ def train(model, tokens: np.ndarray, tokenizer, cfg: TrainConfig, work_dir: str 
         optimizer.step()
         log.writerow([step + 1, f"{loss.item():.5f}", f"{lr:.6g}", f"{grad_norm.item():.4f}", f"{time.time() - t0:.1f}"])
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", refresh=False)
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             _save_checkpoint(model, optimizer, step + 1, work_dir, cfg)
     bar.close()

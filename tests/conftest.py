@@ -1,0 +1,28 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def tiny_model():
+    """A random tiny Llama whose attention is sharp enough for positions to change its logits."""
+    import torch
+
+    from longrope.model import tiny_llama
+
+    model = tiny_llama(vocab_size=258, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                       rope_theta=500.0, original_length=32, seed=0).eval()
+    with torch.no_grad():
+        for layer in model.model.layers:  # random init gives near-uniform attention, blind to position
+            layer.self_attn.q_proj.weight.mul_(30)
+            layer.self_attn.k_proj.weight.mul_(30)
+    return model
+
+
+def snakemake_cmd(*args) -> list[str]:
+    return [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), *args]

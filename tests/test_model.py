@@ -1,0 +1,126 @@
+import pytest
+import torch
+
+from longrope.evaluate import perplexity
+from longrope.model import (RopeNotAppliedError, ScaledRotaryEmbedding, apply_rope_scaling, load_model,
+                            next_token_nll, pick_attention)
+from longrope.rope import RopeScaling
+
+
+def logits_at(model, positions):
+    ids = torch.arange(len(positions))[None] % 200
+    with torch.no_grad():
+        mask = torch.ones_like(ids)  # else transformers reads position gaps as packed sequences
+        return model(input_ids=ids, position_ids=positions[None], attention_mask=mask, use_cache=False).logits
+
+
+def test_scaling_changes_the_forward(tiny_model):
+    positions = torch.arange(0, 256, 8)
+    before = logits_at(tiny_model, positions)
+    apply_rope_scaling(tiny_model, RopeScaling("pi", 32, 256))
+    assert isinstance(tiny_model.model.rotary_emb, ScaledRotaryEmbedding)
+    after = logits_at(tiny_model, positions)
+    assert not torch.allclose(before, after)
+    assert tiny_model.model.rotary_emb.calls == 1
+
+
+def test_pi_equals_divided_positions(tiny_model):
+    """PI at scale s is exactly plain RoPE at positions / s: checks the patched forward end to end."""
+    positions = torch.arange(0, 64, 4)
+    plain_at_quarter = logits_at(tiny_model, positions // 4)
+    apply_rope_scaling(tiny_model, RopeScaling("pi", 32, 128))
+    assert torch.allclose(logits_at(tiny_model, positions), plain_at_quarter, atol=1e-5)
+
+
+def test_identity_scaling_is_accepted(tiny_model):
+    apply_rope_scaling(tiny_model, RopeScaling("none", 32, 32))
+    assert tiny_model.model.rotary_emb.calls == 0  # reset after verification
+
+
+def test_forward_that_never_calls_rotary_is_detected(tiny_model):
+    inner = tiny_model.model
+    private = inner.rotary_emb
+    forward = type(inner).forward
+
+    def forward_with_private_rope(self, *args, **kwargs):  # an architecture with its own per-layer rotary
+        swapped, self.rotary_emb = self.rotary_emb, private
+        try:
+            return forward(self, *args, **kwargs)
+        finally:
+            self.rotary_emb = swapped
+
+    inner.forward = forward_with_private_rope.__get__(inner)
+    with pytest.raises(RopeNotAppliedError, match="never called"):
+        apply_rope_scaling(tiny_model, RopeScaling("pi", 32, 256))
+    assert inner.rotary_emb is private  # the failed patch is rolled back
+
+
+def test_rotary_output_ignored_is_detected(tiny_model):
+    original = tiny_model.model.rotary_emb
+    for layer in tiny_model.model.layers:
+        layer_forward = layer.forward
+
+        def ignore_given_rope(hidden_states, *args, layer_forward=layer_forward, **kwargs):
+            kwargs["position_embeddings"] = original(hidden_states, kwargs["position_ids"])
+            return layer_forward(hidden_states, *args, **kwargs)
+
+        layer.forward = ignore_given_rope
+    with pytest.raises(RopeNotAppliedError, match="did not change"):
+        apply_rope_scaling(tiny_model, RopeScaling("pi", 32, 256))
+
+
+def test_wrong_factor_count_fails_before_patching(tiny_model):
+    bad = RopeScaling("longrope", 32, 128, factors=(1.0,) * 7)
+    with pytest.raises(ValueError, match="8 factors"):
+        apply_rope_scaling(tiny_model, bad)
+    assert not isinstance(tiny_model.model.rotary_emb, ScaledRotaryEmbedding)
+
+
+def test_model_without_rotary_is_rejected():
+    with pytest.raises(RopeNotAppliedError, match="no model.rotary_emb"):
+        apply_rope_scaling(torch.nn.Linear(2, 2), RopeScaling("pi", 32, 64))
+
+
+def test_missing_model_dir(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_model(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        load_model(tmp_path)
+
+
+def test_save_load_round_trip_keeps_logits(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    loaded = load_model(tmp_path)
+    positions = torch.arange(16)
+    assert torch.equal(logits_at(loaded, positions), logits_at(tiny_model, positions))
+
+
+def test_attention_kernel_choice():
+    assert pick_attention("auto") == ("flash_attention_2" if torch.cuda.is_available() and _has_flash() else "sdpa")
+    assert pick_attention("eager") == "eager"
+    with pytest.raises(ValueError, match="unknown attention kernel 'flash3'"):
+        pick_attention("flash3")
+
+
+def _has_flash():
+    import importlib.util
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def test_chunked_nll_equals_transformers_loss(tiny_model):
+    ids = torch.randint(0, 258, (2, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        reference = tiny_model(input_ids=ids, labels=ids, use_cache=False).loss
+        ours = next_token_nll(tiny_model, ids, chunk_size=7)
+    assert ours.shape == (2, 39)
+    assert torch.allclose(ours.mean(), reference, atol=1e-5)
+
+
+def test_perplexity_of_uniform_model_is_vocab_size(tiny_model):
+    with torch.no_grad():
+        tiny_model.model.embed_tokens.weight.zero_()  # tied: zero logits everywhere → uniform prediction
+    windows = torch.randint(0, 258, (3, 50)).numpy()
+    result = perplexity(tiny_model, windows)
+    assert result.ppl == pytest.approx(258, rel=1e-5)
+    assert (result.n_samples, result.tokens) == (3, 3 * 49)
