@@ -1,0 +1,267 @@
+"""Evolutionary search for LongRoPE's rescale factors λ and start-token count n̂ (Ding et al., 2024, Algorithm 1).
+
+A pure engine: the caller passes a batched fitness (lower is better, e.g. perplexity). The operators follow the
+official code (evolution/algorithms/dim_mono.py): mutation resamples single genes between their neighbours, so λ stays
+non-decreasing by construction; crossover edits a copy of the better parent gene by gene. No candidate is evaluated
+twice. Each generation is appended to a JSONL log with the RNG state, so a killed search resumes and ends exactly where
+an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+MAX_TRIES = 10_000  # proposals per child before the unseen part of the space counts as exhausted
+RECORD_KEYS = ("generation", "best", "median", "evaluations", "cache_hits", "non_finite")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    ceiling: float  # max λ: 1.25·s in the paper, 1 + s in the official code
+    floor: float = 1.0
+    step: float = 0.01  # λ grid
+    population: int = 64  # P
+    mutations: int = 16  # N1 per generation
+    crossovers: int = 16  # N2 per generation
+    parents: int = 32  # top-k
+    generations: int = 40  # T
+    mutation_prob: float = 0.3  # p, per gene
+    max_crossover_tries: int = 20
+    n_hat_candidates: tuple[int, ...] = (0,)  # paper: (0, 1, 2, 4, 8, 12, 16, 20, 24, 28, 32, 64, 128, 256)
+    early_stop_window: int | None = None  # stop when the best stalls (relative 1e-4) this many generations
+    seed: int = 42
+
+    def __post_init__(self):
+        n_hats = tuple(self.n_hat_candidates)
+        object.__setattr__(self, "n_hat_candidates", n_hats)  # a list would make the config unhashable
+        grid = self.step > 0 and _k_range(self)[0] <= _k_range(self)[1]
+        n_hat_ok = len(n_hats) == len(set(n_hats)) > 0 and all(isinstance(n, int) for n in n_hats)
+        checks = {
+            "floor": (self.floor > 0, "must be > 0"),
+            "ceiling": (self.ceiling >= self.floor, "must be >= floor"),
+            "step": (grid, "must be > 0 with a grid point in [floor, ceiling]"),
+            "population": (self.population >= 1, "must be >= 1"),
+            "mutations": (self.mutations >= 0, "must be >= 0"),
+            "crossovers": (self.crossovers >= 0, "must be >= 0"),
+            "parents": (1 + (self.crossovers > 0) <= self.parents <= self.population,
+                        "must be in [1, population], and >= 2 for crossovers"),
+            "generations": (self.generations >= 0, "must be >= 0"),
+            "mutation_prob": (0 < self.mutation_prob <= 1, "must be in (0, 1]"),
+            "max_crossover_tries": (self.max_crossover_tries >= 1, "must be >= 1"),
+            "n_hat_candidates": (n_hat_ok and min(n_hats) >= 0, "must be distinct integers >= 0, at least one"),
+            "early_stop_window": (self.early_stop_window is None or self.early_stop_window >= 1,
+                                  "must be None or >= 1"),
+        }  # fmt: skip
+        for name, (ok, rule) in checks.items():
+            if not ok:
+                raise ValueError(f"SearchConfig.{name} = {getattr(self, name)!r} {rule}")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    factors: tuple[float, ...]  # λ on the grid, non-decreasing, floor <= λ <= ceiling
+    n_hat: int = 0
+
+
+FitnessFn = Callable[[list[Candidate]], list[float]]  # batch evaluation, lower is better
+
+
+@dataclass
+class SearchResult:
+    best: Candidate
+    best_fitness: float
+    history: list[dict]  # one record per generation, keys RECORD_KEYS
+    evaluations: int
+    cache_hits: int
+
+
+def _k_range(cfg: SearchConfig) -> tuple[int, int]:  # grid indices of the lowest and highest allowed λ
+    return math.ceil(cfg.floor / cfg.step - 1e-9), math.floor(cfg.ceiling / cfg.step + 1e-9)
+
+
+def _lam(k: int, cfg: SearchConfig) -> float:
+    return round(k * cfg.step, 10)  # one canonical float per grid point, so equality is exact
+
+
+def snap(factors: Sequence[float], cfg: SearchConfig) -> tuple[float, ...]:
+    """Nearest grid point per λ, clipped to [floor, ceiling], then made non-decreasing by a running maximum."""
+    x = np.asarray(factors, dtype=np.float64)
+    if x.ndim != 1 or not len(x) or not np.isfinite(x).all():
+        raise ValueError(f"factors must be a non-empty finite vector, got {factors!r}")
+    ks = np.maximum.accumulate(np.clip(np.rint(x / cfg.step), *_k_range(cfg)))
+    return tuple(_lam(int(k), cfg) for k in ks)
+
+
+class _Operators:
+    """Mutation and crossover on grid indices; a child already evaluated or queued this generation is redrawn."""
+
+    def __init__(self, cfg: SearchConfig, rng: np.random.Generator, cache: dict[Candidate, float]):
+        self.cfg, self.rng, self.cache = cfg, rng, cache
+        self.lo, self.hi = _k_range(cfg)
+        self.queued: set[Candidate] = set()
+        self.cache_hits = 0  # proposals redrawn because they exactly matched an evaluated or queued candidate
+
+    def ks(self, c: Candidate) -> list[int]:
+        return [round(x / self.cfg.step) for x in c.factors]
+
+    def accept(self, ks: list[int], n_hat: int) -> Candidate | None:
+        if any(a > b for a, b in zip(ks, ks[1:])):
+            return None
+        c = Candidate(tuple(_lam(k, self.cfg) for k in ks), int(n_hat))
+        if c in self.cache or c in self.queued:
+            self.cache_hits += 1
+            return None
+        self.queued.add(c)
+        return c
+
+    def mutate(self, parent: Candidate) -> Candidate:
+        p = self.cfg.mutation_prob
+        for _ in range(MAX_TRIES):
+            ks, n_hat = self.ks(parent), parent.n_hat
+            for i in range(len(ks)):
+                if self.rng.random() < p:
+                    # bounded by the (possibly just mutated) neighbours, so the order holds by construction
+                    lo = ks[i - 1] if i > 0 else self.lo
+                    hi = ks[i + 1] if i + 1 < len(ks) else self.hi
+                    ks[i] = int(self.rng.integers(lo, hi + 1))
+            if self.rng.random() < p:
+                n_hat = self.rng.choice(self.cfg.n_hat_candidates)
+            if (child := self.accept(ks, n_hat)) is not None:
+                return child
+        raise RuntimeError(f"search space exhausted: no unseen mutant of {parent} after {MAX_TRIES} tries; "
+                           "widen [floor, ceiling] or shrink the population")  # fmt: skip
+
+    def crossover(self, better: Candidate, other: Candidate) -> Candidate | None:
+        """The better parent taking some of the other's genes (n̂ last); None if no unseen monotone mix turned up."""
+        ks, theirs = self.ks(better) + [better.n_hat], self.ks(other) + [other.n_hat]
+        for _ in range(self.cfg.max_crossover_tries):
+            for i in range(len(ks)):
+                if self.rng.random() < self.cfg.mutation_prob and self.rng.random() < 0.5 and ks[i] != theirs[i]:
+                    ks[i] = theirs[i]  # failed edits accumulate, as in the official code
+                    if (child := self.accept(ks[:-1], ks[-1])) is not None:
+                        return child
+        return None
+
+
+def _entry(c: Candidate, fitness: float) -> dict:
+    return {"factors": list(c.factors), "n_hat": c.n_hat, "fitness": fitness}
+
+
+def _candidate(e: dict) -> Candidate:
+    return Candidate(tuple(e["factors"]), e["n_hat"])
+
+
+def _write(path: Path, lines: list[dict], mode: str = "a") -> None:
+    with open(path, mode) as f:
+        f.write("".join(json.dumps(line) + "\n" for line in lines))
+        f.flush()
+        os.fsync(f.fileno())  # a generation on disk survives a kill of the whole machine
+
+
+def _read_log(path: Path) -> list[dict]:
+    """Complete lines of the log; a last line cut short by a kill is dropped, from the file too."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    lines = text.splitlines()
+    records = []
+    for n, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n < len(lines) - 1:
+                raise ValueError(f"{path}: line {n + 1} is corrupt; delete the log to start the search over")
+    if len(records) < len(lines) or not text.endswith("\n"):
+        _write(path, records, mode="w")
+    return records
+
+
+def _stalled(history: list[dict], window: int | None) -> bool:
+    """True when the best has not improved by a relative 1e-4 in the last `window` generations."""
+    if window is None:
+        return False
+    best, since = math.inf, 0
+    for rec in history:
+        improved = rec["best"] < best - 1e-4 * abs(best) if math.isfinite(best) else rec["best"] < best
+        best, since = (rec["best"], 0) if improved else (best, since + 1)
+    return since >= window
+
+
+def search(
+    fitness: FitnessFn,
+    seeds: list[Sequence[float]],
+    cfg: SearchConfig,
+    log_path: str | Path,
+    progress: Callable[[dict], None] | None = None,
+) -> SearchResult:
+    """Evolve λ (and n̂) from the seed factors; resume from log_path if it holds generations of the same search.
+
+    fitness gets one batch per generation: that generation's new candidates. NaN/inf fitness ranks last (counted in
+    the record's "non_finite"). progress(record) follows every generation, replayed ones from the log included.
+    """
+    start = [Candidate(snap(s, cfg)) for s in seeds]
+    if not start or len({len(c.factors) for c in start}) != 1 or len(start) > cfg.population:
+        raise ValueError(f"need 1 to {cfg.population} seeds of equal length, got lengths {[len(s) for s in seeds]}")
+    log_path = Path(log_path)
+    header = json.loads(json.dumps({"config": asdict(cfg), "seeds": [list(c.factors) for c in start]}))  # as read back
+    rng = np.random.Generator(np.random.PCG64(cfg.seed))
+    cache: dict[Candidate, float] = {}  # every evaluated candidate, in evaluation order
+    ops = _Operators(cfg, rng, cache)
+    history: list[dict] = []
+    population: list[Candidate] = []  # sorted best first once evaluated
+
+    log = _read_log(log_path)
+    if log and log[0] != header:
+        raise ValueError(f"{log_path} was written by a search with another config or seeds; delete it to start over")
+    if not log:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        _write(log_path, [header], mode="w")
+    for rec in log[1:]:
+        cache.update((_candidate(e), e["fitness"]) for e in rec["evaluated"])
+        history.append({k: rec[k] for k in RECORD_KEYS})
+        population = [_candidate(e) for e in rec["population"]]
+        rng.bit_generator.state = rec["rng_state"]
+        ops.cache_hits = rec["cache_hits"]
+        if progress:
+            progress(history[-1])
+
+    def evaluate(members: list[Candidate]) -> list[Candidate]:
+        new = [c for c in members if c not in cache]
+        values = [float(v) for v in fitness(new)] if new else []
+        if len(values) != len(new):
+            raise ValueError(f"fitness returned {len(values)} values for {len(new)} candidates")
+        cache.update((c, v if math.isfinite(v) else math.inf) for c, v in zip(new, values))
+        ops.queued.clear()
+        ranked = sorted(members, key=cache.__getitem__)  # stable: ties keep their order, which is deterministic
+        scores = [cache[c] for c in ranked]
+        record = {"generation": len(history), "best": scores[0], "median": float(np.median(scores)),
+                  "evaluations": len(cache), "cache_hits": ops.cache_hits,
+                  "non_finite": sum(not math.isfinite(v) for v in values)}  # fmt: skip
+        _write(log_path, [{**record, "population": [_entry(c, cache[c]) for c in ranked],
+                           "evaluated": [_entry(c, cache[c]) for c in new],
+                           "rng_state": rng.bit_generator.state}])  # fmt: skip
+        history.append(record)
+        if progress:
+            progress(record)
+        return ranked
+
+    if not history:  # generation 0: the seeds, then mutants of random seeds up to P (paper Alg. 1)
+        population = [c for c in start if ops.accept(ops.ks(c), 0)]
+        while len(population) < cfg.population:
+            population.append(ops.mutate(start[rng.integers(len(start))]))
+        population = evaluate(population)
+    while len(history) <= cfg.generations and not _stalled(history, cfg.early_stop_window):
+        parents = population[: cfg.parents]
+        children = [ops.mutate(parents[rng.integers(len(parents))]) for _ in range(cfg.mutations)]
+        for _ in range(cfg.crossovers):
+            i, j = sorted(rng.choice(len(parents), size=2, replace=False))  # i ranks better
+            children.append(ops.crossover(parents[i], parents[j]) or ops.mutate(parents[i]))
+        population = evaluate(parents + children)
+    return SearchResult(population[0], cache[population[0]], history, len(cache), ops.cache_hits)

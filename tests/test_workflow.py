@@ -1,0 +1,81 @@
+"""The Snakemake workflow end to end on config/test.yaml, plus config errors caught before any job runs."""
+import subprocess
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT, snakemake_cmd
+
+
+def run(*args, cwd):
+    return subprocess.run(snakemake_cmd(*args), cwd=cwd, capture_output=True, text=True, timeout=900)
+
+
+def write_config(tmp_path, edit):
+    config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    edit(config)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.integration
+def test_test_config_runs_end_to_end(tmp_path):
+    done = run("--cores", "2", "--configfile", str(ROOT / "config" / "test.yaml"), "--directory", str(tmp_path),
+               cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    lengths = config["evaluation"]["lengths"]
+    l0 = config["base_model"]["original_length"]
+    scales = {float(s["scale"]) for s in config["stages"].values()}
+
+    tidy = pd.read_csv(tmp_path / "results" / "tables" / "perplexity.csv")
+    assert {"model", "method", "scale", "length", "ppl", "n_samples", "tokens"} <= set(tidy.columns)
+    assert set(tidy["method"]) == set(config["evaluation"]["methods"])
+    assert (tidy["ppl"] > 1).all() and tidy["ppl"].notna().all()
+    assert sorted(tidy[tidy["method"] == "none"]["length"]) == sorted(lengths)
+    for method in ("pi", "ntk", "dynamic_ntk", "yarn"):
+        rows = tidy[tidy["method"] == method]
+        assert set(rows["scale"]) == scales
+        assert all(length <= scale * l0 for scale, length in zip(rows["scale"], rows["length"]))
+    # The scalings really reach the model: at 4·L0 the methods do not all score the same.
+    at = tidy[(tidy["length"] == 4 * l0) & ((tidy["scale"] == 4.0) | (tidy["method"] == "none"))]
+    assert len(at) == 5 and at["ppl"].nunique() == 5
+
+    assert "| none |" in (tmp_path / "results" / "tables" / "perplexity.md").read_text()
+    for plot in ("perplexity_base.png", "pretrain_loss.png"):
+        assert (tmp_path / "results" / "plots" / plot).stat().st_size > 10_000
+    model_config = yaml.safe_load((tmp_path / "results" / "base" / "model" / "config.json").read_text())
+    assert model_config["rope_parameters"]["rope_theta"] == config["pretrain"]["model"]["rope_theta"]
+    assert model_config["max_position_embeddings"] == l0
+    for rule in ("tokenizer", "token_ids", "pretrain_base", "evaluate_base/pi"):
+        assert (tmp_path / "benchmarks" / f"{rule}.tsv").is_file()
+    assert not (tmp_path / "results" / "base" / "pretrain_work").exists()  # checkpoints cleaned up
+
+    again = run("-n", "--cores", "2", "--configfile", str(ROOT / "config" / "test.yaml"),
+                "--directory", str(tmp_path), cwd=tmp_path)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["evaluation"].update(lenghts=[64]), "lenghts"),
+    (lambda c: c["base_model"].update(path="/no/such/model"), "model directory '/no/such/model' does not exist"),
+    (lambda c: c["stages"]["128k"].update(scale=0.5), "0.5 is less than the minimum of 1"),
+    (lambda c: c["data"].update(heldout_books=["shakespeare/hamlet"]), "held-out books also in train_books"),
+    (lambda c: c["data"].update(train_books=["dickens-*"]), "no book in .* matches 'dickens-\\*'"),
+    (lambda c: c["data"].update(tokenizer={"kind": "bpe"}), "vocab_size is required"),
+    (lambda c: c["evaluation"].update(methods=["pi", "rope2"]), "rope2"),
+])
+def test_bad_config_fails_before_any_job(tmp_path, edit, message):
+    import re
+
+    done = run("-n", "--configfile", str(write_config(tmp_path, edit)), "--directory", str(tmp_path), cwd=tmp_path)
+    assert done.returncode != 0
+    assert re.search(message, done.stdout + done.stderr), (done.stdout + done.stderr)[-2000:]
+    assert not (tmp_path / "results").exists()
+
+
+def test_lint_passes():
+    done = run("--lint", "--configfile", str(ROOT / "config" / "test.yaml"), cwd=ROOT)
+    assert done.returncode == 0 and "good condition" in done.stdout + done.stderr, done.stdout + done.stderr
