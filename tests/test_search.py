@@ -1,0 +1,201 @@
+"""longrope.search: convergence, operator invariants, dedup, determinism, NaN fitness, resume from the JSONL log."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from longrope.search import Candidate, SearchConfig, search, snap
+
+ROOT = Path(__file__).resolve().parents[1]
+N_HATS = (0, 1, 2, 4, 8, 16)
+SMALL = dict(ceiling=9.0, population=24, parents=12, mutations=8, crossovers=8, n_hat_candidates=N_HATS)
+SEEDS = [[8.0] * 16, [8 ** (i / 15) for i in range(16)], [1.0] * 5 + list(np.linspace(1, 8, 6)) + [8.0] * 5]  # PI, NTK-, YaRN-like
+TARGET = snap(np.interp(np.arange(16), [0, 4, 11, 15], [1.0, 1.2, 6.5, 7.0]), SearchConfig(ceiling=9.0))
+
+
+def distance(c: Candidate) -> float:
+    return sum((a - b) ** 2 for a, b in zip(c.factors, TARGET))
+
+
+def ramp_fitness(batch):
+    return [distance(c) + (0.0 if c.n_hat == 8 else 1.0) for c in batch]
+
+
+class Recorder:
+    """Fitness wrapper remembering every batch; raises on batch number `crash_at` like a dying evaluator would."""
+
+    def __init__(self, fn=ramp_fitness, crash_at=None):
+        self.fn, self.crash_at, self.batches = fn, crash_at, []
+
+    def __call__(self, batch):
+        if len(self.batches) == self.crash_at:
+            raise RuntimeError("evaluator died")
+        self.batches.append(list(batch))
+        return self.fn(batch)
+
+    @property
+    def seen(self):
+        return [c for b in self.batches for c in b]
+
+
+def run(tmp_path, name="log.jsonl", fitness=ramp_fitness, **overrides):
+    return search(fitness, SEEDS, SearchConfig(**{**SMALL, **overrides}), tmp_path / name)
+
+
+def test_converges_to_known_optimum_and_preferred_n_hat(tmp_path):
+    result = run(tmp_path, generations=30)
+    best_seed = min(distance(Candidate(snap(s, SearchConfig(ceiling=9.0)))) for s in SEEDS)
+    assert distance(result.best) < 0.1 * best_seed
+    assert result.best.n_hat == 8
+    assert result.evaluations == 24 + 30 * 16
+    assert [h["generation"] for h in result.history] == list(range(31))
+    assert all(a["best"] >= b["best"] for a, b in zip(result.history, result.history[1:]))  # top-k survives
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_every_evaluated_candidate_is_valid_and_new(tmp_path, seed):
+    cfg = dict(ceiling=3.337, floor=1.0, population=16, parents=8, mutations=6, crossovers=6, generations=12)
+    rec = Recorder()
+    short_seeds = [[1.0] * 8, [3.3] * 8, [1.0, 1.0, 1.4, 2.0, 2.6, 3.1, 3.3, 3.3]]
+    search(rec, short_seeds, SearchConfig(**cfg, n_hat_candidates=N_HATS, seed=seed), tmp_path / "log.jsonl")
+    seen = rec.seen
+    assert len(seen) == len(set(seen)) == 16 + 12 * 12
+    for c in seen:
+        f = np.array(c.factors)
+        assert len(f) == 8 and (np.diff(f) >= 0).all() and f.min() >= 1.0 and f.max() <= 3.33
+        assert (abs(f * 100 - np.round(f * 100)) < 1e-9).all()
+        assert c.n_hat in N_HATS
+    assert all(Candidate(snap(s, SearchConfig(**cfg))) in seen for s in short_seeds)  # seeds are individuals
+    assert len({c.n_hat for c in seen}) > 1  # n̂ is explored
+
+
+def test_same_seed_same_search_other_seed_other_search(tmp_path):
+    a, b = run(tmp_path, "a.jsonl", generations=6), run(tmp_path, "b.jsonl", generations=6)
+    c = run(tmp_path, "c.jsonl", generations=6, seed=7)
+    assert (a.best, a.best_fitness, a.history) == (b.best, b.best_fitness, b.history)
+    assert a.history != c.history
+
+
+def test_non_finite_fitness_never_wins(tmp_path):
+    def poisoned(batch):  # the better half of the space is NaN or inf: the search must route around it
+        return [v if v > 12.0 else (math.nan if c.n_hat % 2 else math.inf) for c, v in zip(batch, ramp_fitness(batch))]
+
+    result = run(tmp_path, fitness=poisoned, generations=8)
+    assert math.isfinite(result.best_fitness) and result.best_fitness > 12.0
+    assert sum(h["non_finite"] for h in result.history) > 0
+    assert all(math.isfinite(h["best"]) for h in result.history)
+
+
+def test_resume_after_crash_matches_uninterrupted_run(tmp_path):
+    straight = run(tmp_path, "straight.jsonl", generations=10)
+    crashed = Recorder(crash_at=6)  # batch 6 is generation 6: the log holds generations 0-5
+    with pytest.raises(RuntimeError, match="evaluator died"):
+        run(tmp_path, fitness=crashed, generations=10)
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 1 + 6
+    replayed, resumed = [], Recorder()
+    result = search(resumed, SEEDS, SearchConfig(**SMALL, generations=10), tmp_path / "log.jsonl", replayed.append)
+    assert (result.best, result.best_fitness, result.history) == (straight.best, straight.best_fitness, straight.history)
+    assert (result.evaluations, result.cache_hits) == (straight.evaluations, straight.cache_hits)
+    assert not set(resumed.seen) & set(crashed.seen)
+    assert len(resumed.batches) == 5 and replayed == straight.history
+    # a finished log is a finished search: nothing is evaluated again
+    again = Recorder()
+    assert run(tmp_path, fitness=again, generations=10).history == straight.history and not again.batches
+
+
+def test_truncated_last_line_is_dropped(tmp_path):
+    straight = run(tmp_path, "straight.jsonl", generations=6)
+    with pytest.raises(RuntimeError):
+        run(tmp_path, fitness=Recorder(crash_at=4), generations=6)
+    log = tmp_path / "log.jsonl"
+    text = log.read_text()
+    log.write_text(text[: len(text) - len(text.splitlines()[-1]) // 2])  # killed while writing generation 3
+    result = run(tmp_path, generations=6)
+    assert (result.best, result.history) == (straight.best, straight.history)
+    assert [json.loads(line).get("generation") for line in log.read_text().splitlines()] == [None, *range(7)]
+
+
+def test_log_from_another_config_or_seeds_is_refused(tmp_path):
+    run(tmp_path, generations=1)
+    with pytest.raises(ValueError, match="delete it"):
+        run(tmp_path, generations=1, mutation_prob=0.5)
+    with pytest.raises(ValueError, match="delete it"):
+        search(ramp_fitness, SEEDS[:2], SearchConfig(**SMALL, generations=1), tmp_path / "log.jsonl")
+
+
+KILLED_SEARCH = """
+import sys, time
+from longrope.search import SearchConfig, search
+from tests.test_search import SEEDS, SMALL, ramp_fitness
+def slow(batch):
+    time.sleep(0.05)
+    return ramp_fitness(batch)
+search(slow, SEEDS, SearchConfig(**SMALL, generations=40), sys.argv[1])
+"""
+
+
+def test_resume_after_sigkill(tmp_path):
+    log = tmp_path / "log.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_SEARCH, str(log)], cwd=ROOT, env=env)
+    deadline = time.monotonic() + 30
+    while (not log.exists() or len(log.read_text().splitlines()) < 4) and time.monotonic() < deadline:
+        assert proc.poll() is None, "the search subprocess exited early"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(log.read_text().splitlines()) - 1
+    assert 3 <= done < 41
+    rec = Recorder()
+    result = run(tmp_path, fitness=rec, generations=40)
+    straight = run(tmp_path, "straight.jsonl", generations=40)
+    assert (result.best, result.history) == (straight.best, straight.history)
+    assert len(rec.batches) <= 41 - done + 1  # at most the generation being written when killed is redone
+
+
+def test_early_stop_on_flat_fitness(tmp_path):
+    flat = Recorder(lambda batch: [1.0] * len(batch))
+    result = run(tmp_path, fitness=flat, generations=40, early_stop_window=3)
+    assert len(result.history) == 4 and len(flat.batches) == 4
+
+
+def test_exhausted_space_fails_clearly(tmp_path):
+    with pytest.raises(RuntimeError, match="exhausted"):
+        search(ramp_fitness, [[1.0, 1.0]], SearchConfig(ceiling=1.01, population=8, parents=4), tmp_path / "log.jsonl")
+
+
+def test_snap_grid_clip_monotone():
+    cfg = SearchConfig(ceiling=4.0)
+    assert snap([0.5, 1.234, 1.2, 99.0], cfg) == (1.0, 1.23, 1.23, 4.0)
+    assert snap([1.005 + 0.01 * i for i in range(300)], cfg)[-1] == 4.0
+    assert snap([2.0, 1.5, 3.0], SearchConfig(ceiling=2.675, step=0.25, floor=1.1)) == (2.0, 2.0, 2.5)
+    for bad in ([], [1.0, math.nan], [[1.0]]):
+        with pytest.raises(ValueError):
+            snap(bad, cfg)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("floor", 0.0), ("ceiling", 0.5), ("step", 0.0), ("population", 0), ("parents", 65), ("parents", 1),
+     ("mutations", -1), ("generations", -1), ("mutation_prob", 0.0), ("mutation_prob", 1.5),
+     ("max_crossover_tries", 0), ("n_hat_candidates", ()), ("n_hat_candidates", (0, -4)), ("n_hat_candidates", (0, 0)),
+     ("n_hat_candidates", (0, 1.5)), ("early_stop_window", 0)],
+)  # fmt: skip
+def test_config_validation_names_the_field(field, value):
+    with pytest.raises(ValueError, match=f"SearchConfig.{field} "):
+        SearchConfig(**{"ceiling": 2.0, field: value})
+
+
+def test_bad_seeds_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="seeds"):
+        search(ramp_fitness, [[1.0, 2.0], [1.0]], SearchConfig(ceiling=2.0), tmp_path / "log.jsonl")
+    with pytest.raises(ValueError, match="seeds"):
+        search(ramp_fitness, [], SearchConfig(ceiling=2.0), tmp_path / "log.jsonl")
