@@ -13,6 +13,7 @@ if not config:
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/pretrain.smk"
+include: "rules/search.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 

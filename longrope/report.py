@@ -55,3 +55,17 @@ def plot_loss(log: pd.DataFrame, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_convergence(history: list[dict], path: str, title: str) -> None:
+    """Best and median fitness perplexity per generation of a search."""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    generations = [h["generation"] for h in history]
+    ax.plot(generations, [h["best"] for h in history], marker="o", ms=3, label="best")
+    ax.plot(generations, [h["median"] for h in history], marker="o", ms=3, label="median")
+    ax.set(xlabel="generation", ylabel="fitness perplexity", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -265,3 +265,18 @@ def search(
             children.append(ops.crossover(parents[i], parents[j]) or ops.mutate(parents[i]))
         population = evaluate(parents + children)
     return SearchResult(population[0], cache[population[0]], history, len(cache), ops.cache_hits)
+
+
+CEILING_RULES = {"paper": lambda s: 1.25 * s, "official": lambda s: 1.0 + s}  # max λ for scale s
+
+
+def config_from_settings(settings: dict, scale: float) -> SearchConfig:
+    """SearchConfig from a workflow stage's search settings; `ceiling` is a rule name or a number."""
+    ceiling = settings["ceiling"]
+    ceiling = CEILING_RULES[ceiling](scale) if isinstance(ceiling, str) else float(ceiling)
+    return SearchConfig(
+        ceiling=ceiling, population=settings["population"], mutations=settings["mutations"],
+        crossovers=settings["crossovers"], parents=settings["parents"], generations=settings["generations"],
+        mutation_prob=settings["mutation_prob"], n_hat_candidates=tuple(settings["n_hat"]),
+        early_stop_window=settings["early_stop_window"], seed=settings["seed"],
+    )

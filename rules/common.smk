@@ -4,6 +4,8 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from longrope.search import config_from_settings
+
 validate(config, schema="../config/schema.yaml")
 
 ENV = "../envs/longrope.yaml"
@@ -25,6 +27,11 @@ def _check_config():
         for pattern in config["data"][key]:
             if not glob.glob(str(corpus_path(pattern))):
                 raise WorkflowError(f"data.{key}: no book in {CORPUS} matches '{pattern}'")
+    for stage in search_stages():
+        try:
+            config_from_settings(stage_search(stage), config["stages"][stage]["scale"])
+        except ValueError as error:
+            raise WorkflowError(f"stages.{stage}.search: {error}")
     overlap = set(books("train_books")) & set(books("heldout_books"))
     if overlap:
         raise WorkflowError(f"data: held-out books also in train_books: {', '.join(sorted(overlap))}")
@@ -54,6 +61,15 @@ def base_model_dir():
 
 def pretrain_outputs():
     return [] if config["base_model"]["path"] else ["results/plots/pretrain_loss.png"]
+
+
+def search_stages():
+    return [name for name, stage in config["stages"].items() if "search" in stage]
+
+
+def stage_search(stage):
+    """The stage's search settings: the top-level `search:` block with the stage's overrides."""
+    return {**config["search"], **config["stages"][stage]["search"]}
 
 
 def stage_scales():

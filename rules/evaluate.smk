@@ -1,3 +1,13 @@
+EVAL_PARAMS = dict(
+    original_length=L0,
+    lengths=EVAL["lengths"],
+    max_samples=EVAL["max_samples"],
+    tokens_per_length=EVAL["tokens_per_length"],
+    seed=EVAL["seed"],
+    attention=EVAL["attention"],
+)
+
+
 rule evaluate_base:
     """Perplexity of the base model by length under one baseline scaling at every stage's scale."""
     input:
@@ -6,13 +16,11 @@ rule evaluate_base:
     output:
         "results/eval/base/{method}.csv",
     params:
+        model="base",
+        method="{method}",
+        label="{method}",
         scales=lambda w: [1.0] if w.method == "none" else stage_scales(),
-        original_length=L0,
-        lengths=EVAL["lengths"],
-        max_samples=EVAL["max_samples"],
-        tokens_per_length=EVAL["tokens_per_length"],
-        seed=EVAL["seed"],
-        attention=EVAL["attention"],
+        **EVAL_PARAMS,
     wildcard_constraints:
         method="|".join(EVAL["methods"]),
     threads: EVAL["threads"]
@@ -20,6 +28,29 @@ rule evaluate_base:
         "logs/evaluate_base/{method}.log",
     benchmark:
         "benchmarks/evaluate_base/{method}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate_ppl.py"
+
+
+rule evaluate_search:
+    """Perplexity by length of the base model with a search stage's factors, no fine-tuning (paper Table 1)."""
+    input:
+        model=base_model_dir(),
+        tokens="results/data/evaluation.npy",
+        factors="results/search/{stage}/factors.json",
+    output:
+        "results/eval/search/{stage}.csv",
+    params:
+        model="base",
+        label="longrope",
+        **EVAL_PARAMS,
+    threads: EVAL["threads"]
+    log:
+        "logs/evaluate_search/{stage}.log",
+    benchmark:
+        "benchmarks/evaluate_search/{stage}.tsv"
     conda:
         ENV
     script:

@@ -4,6 +4,7 @@ localrules: perplexity_table, plot_pretrain_loss
 rule perplexity_table:
     input:
         expand("results/eval/base/{method}.csv", method=EVAL["methods"]),
+        expand("results/eval/search/{stage}.csv", stage=search_stages()),
     output:
         csv="results/tables/perplexity.csv",
         md="results/tables/perplexity.md",

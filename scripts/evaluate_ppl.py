@@ -1,4 +1,6 @@
-"""Perplexity by length of one model under one RoPE scaling method, at each requested scale."""
+"""Perplexity by length of one model under RoPE scalings: a baseline method at each requested scale, or
+the factors a search stage found. Each scaling is evaluated up to its own target; plain RoPE at every length."""
+import json
 import sys
 import time
 
@@ -14,21 +16,22 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 torch.set_num_threads(snakemake.threads)
 
 p = snakemake.params
-method = snakemake.wildcards.method
+if "factors" in snakemake.input.keys():
+    scalings = [RopeScaling.from_dict(json.loads(open(snakemake.input.factors).read())["scaling"])]
+else:
+    scalings = [RopeScaling(p.method, p.original_length, round(s * p.original_length)) for s in p.scales]
 tokens = load_tokens(snakemake.input.tokens)
 model = load_model(snakemake.input.model, attention=p.attention)
 rows = []
-for scale in p.scales:
-    target = round(scale * p.original_length)
-    apply_rope_scaling(model, RopeScaling(method, p.original_length, target))
-    # Each scaling is evaluated up to its own target; plain RoPE at every length.
-    for length in [n for n in p.lengths if method == "none" or n <= target]:
+for scaling in scalings:
+    apply_rope_scaling(model, scaling)
+    for length in [n for n in p.lengths if scaling.method == "none" or n <= scaling.target_length]:
         n = samples_for_length(length, p.max_samples, p.tokens_per_length)
         windows = sample_windows(tokens, length, n, seed=[p.seed, length])
         t0 = time.time()
         result = perplexity(model, windows)
-        rows.append({"model": snakemake.wildcards.get("model", "base"), "method": method, "scale": scale,
-                     "length": length, "ppl": result.ppl, "n_samples": result.n_samples,
-                     "tokens": result.tokens, "seconds": round(time.time() - t0, 3)})
+        rows.append({"model": p.model, "method": p.label, "scale": scaling.scale, "length": length,
+                     "ppl": result.ppl, "n_samples": result.n_samples, "tokens": result.tokens,
+                     "seconds": round(time.time() - t0, 3)})
         print(rows[-1])
 pd.DataFrame(rows).to_csv(snakemake.output[0], index=False)

@@ -1,5 +1,8 @@
 """The Snakemake workflow end to end on config/test.yaml, plus config errors caught before any job runs."""
+import json
 import subprocess
+
+import numpy as np
 
 import pandas as pd
 import pytest
@@ -32,7 +35,7 @@ def test_test_config_runs_end_to_end(tmp_path):
 
     tidy = pd.read_csv(tmp_path / "results" / "tables" / "perplexity.csv")
     assert {"model", "method", "scale", "length", "ppl", "n_samples", "tokens"} <= set(tidy.columns)
-    assert set(tidy["method"]) == set(config["evaluation"]["methods"])
+    assert set(tidy["method"]) == set(config["evaluation"]["methods"]) | {"longrope"}
     assert (tidy["ppl"] > 1).all() and tidy["ppl"].notna().all()
     assert sorted(tidy[tidy["method"] == "none"]["length"]) == sorted(lengths)
     for method in ("pi", "ntk", "dynamic_ntk", "yarn"):
@@ -40,8 +43,26 @@ def test_test_config_runs_end_to_end(tmp_path):
         assert set(rows["scale"]) == scales
         assert all(length <= scale * l0 for scale, length in zip(rows["scale"], rows["length"]))
     # The scalings really reach the model: at 4·L0 the methods do not all score the same.
-    at = tidy[(tidy["length"] == 4 * l0) & ((tidy["scale"] == 4.0) | (tidy["method"] == "none"))]
+    baselines = tidy[tidy["method"] != "longrope"]
+    at = baselines[(baselines["length"] == 4 * l0) & ((baselines["scale"] == 4.0) | (baselines["method"] == "none"))]
     assert len(at) == 5 and at["ppl"].nunique() == 5
+
+    head_dim = config["pretrain"]["model"]["hidden_size"] // config["pretrain"]["model"]["num_heads"]
+    for stage, spec in config["stages"].items():
+        if "search" not in spec:
+            continue
+        out = tmp_path / "results" / "search" / stage
+        factors = np.loadtxt(out / "factors.csv")  # the official one-value-per-line format
+        assert factors.shape == (head_dim // 2,) and (np.diff(factors) >= 0).all() and factors.min() >= 1
+        found = json.loads((out / "factors.json").read_text())
+        assert found["scaling"]["factors"] == pytest.approx(factors.tolist())
+        assert found["scale"] == spec["scale"] and found["target_length"] == spec["scale"] * l0
+        assert found["scaling"]["n_hat"] in config["search"]["n_hat"]
+        lines = (out / "search_log.jsonl").read_text().splitlines()
+        assert len(lines) == 1 + config["search"]["generations"] + 1  # header + generation 0…T
+        assert (out / "convergence.png").stat().st_size > 10_000
+        searched = tidy[(tidy["method"] == "longrope") & (tidy["scale"] == spec["scale"])]
+        assert searched["length"].max() == spec["scale"] * l0
 
     assert "| none |" in (tmp_path / "results" / "tables" / "perplexity.md").read_text()
     for plot in ("perplexity_base.png", "pretrain_loss.png"):

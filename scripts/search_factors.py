@@ -1,0 +1,68 @@
+"""Evolution search of LongRoPE factors (λ per frequency pair, n̂) for one stage on one model."""
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from longrope.data import load_tokens, sample_windows
+from longrope.evaluate import perplexity
+from longrope.model import apply_rope_scaling, load_model, rope_geometry
+from longrope.report import plot_convergence
+from longrope.rope import RopeScaling, equivalent_factors
+from longrope.search import config_from_settings, search
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "a", buffering=1)
+torch.set_num_threads(snakemake.threads)
+
+p = snakemake.params
+L0, target = p.original_length, round(p.scale * p.original_length)
+cfg = config_from_settings(p.search, p.scale)
+model = load_model(snakemake.input.model, attention=p.attention)
+head_dim, base = rope_geometry(model)
+windows = sample_windows(load_tokens(snakemake.input.tokens), target, p.search["samples"], seed=[p.search["seed"], target])
+
+
+def scaling(c) -> RopeScaling:
+    return RopeScaling("longrope", L0, target, factors=c.factors, n_hat=c.n_hat)
+
+
+seeds = [equivalent_factors(RopeScaling(m, L0, target), head_dim, base).tolist() for m in ("pi", "ntk", "yarn")]
+rotary = apply_rope_scaling(model, RopeScaling("longrope", L0, target, factors=seeds[0])).model.rotary_emb
+
+
+def fitness(candidates):
+    scores = []
+    for c in candidates:
+        rotary.scaling = scaling(c)  # verified once above; swapping the scaling object is all a candidate costs
+        scores.append(perplexity(model, windows).ppl)
+    return scores
+
+
+bar = tqdm(total=cfg.generations + 1, desc=f"search_{p.stage}", file=sys.stderr)
+
+
+def progress(record):
+    bar.update(1)
+    bar.set_postfix(evals=record["evaluations"], best=f"{record['best']:.3f}", refresh=False)
+    print(json.dumps(record))
+
+
+Path(p.work_dir).mkdir(parents=True, exist_ok=True)
+result = search(fitness, seeds, cfg, Path(p.work_dir) / "search_log.jsonl", progress)
+bar.close()
+
+best = scaling(result.best)
+np.savetxt(snakemake.output.factors, np.asarray(best.factors))
+Path(snakemake.output.json).write_text(json.dumps({
+    "stage": p.stage, "scaling": best.to_dict(), "attention_factor": best.attention_scale,
+    "original_length": L0, "target_length": target, "scale": p.scale, "fitness_ppl": result.best_fitness,
+    "fitness_samples": p.search["samples"], "evaluations": result.evaluations, "cache_hits": result.cache_hits,
+    "search": {**p.search, "ceiling_value": cfg.ceiling}, "model": str(snakemake.input.model),
+}, indent=2))
+shutil.copy(Path(p.work_dir) / "search_log.jsonl", snakemake.output.log)
+plot_convergence(result.history, snakemake.output.plot, title=f"search_{p.stage} (s = {p.scale:g})")
+shutil.rmtree(p.work_dir)
