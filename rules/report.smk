@@ -13,6 +13,8 @@ rule perplexity_table:
         original_length=L0,
     log:
         "logs/perplexity_table.log",
+    benchmark:
+        "benchmarks/perplexity_table.tsv"
     conda:
         ENV
     script:
@@ -26,6 +28,8 @@ rule plot_pretrain_loss:
         report("results/plots/pretrain_loss.png", caption="../report/pretrain_loss.rst", category="Training"),
     log:
         "logs/plot_pretrain_loss.log",
+    benchmark:
+        "benchmarks/plot_pretrain_loss.tsv"
     conda:
         ENV
     script:

@@ -124,3 +124,29 @@ def test_perplexity_of_uniform_model_is_vocab_size(tiny_model):
     result = perplexity(tiny_model, windows)
     assert result.ppl == pytest.approx(258, rel=1e-5)
     assert (result.n_samples, result.tokens) == (3, 3 * 49)
+
+
+@pytest.mark.parametrize("family", ["llama", "mistral", "qwen2", "phi3"])
+def test_patching_works_for_each_supported_family(family, tmp_path):
+    """Every supported transformers-5 family keeps its rotary module at model.model.rotary_emb."""
+    import transformers
+
+    config_class, model_class = {
+        "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
+        "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM),
+        "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
+        "phi3": (transformers.Phi3Config, transformers.Phi3ForCausalLM),
+    }[family]
+    config = config_class(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32,
+                          pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(0)
+    model_class(config).save_pretrained(tmp_path)
+    model = load_model(tmp_path)
+    with torch.no_grad():
+        for layer in model.model.layers:  # sharpen attention so positions show in the logits
+            for proj in ("q_proj", "k_proj", "qkv_proj"):
+                if hasattr(layer.self_attn, proj):
+                    getattr(layer.self_attn, proj).weight.mul_(30)
+    apply_rope_scaling(model, RopeScaling("yarn", 32, 256))
+    assert isinstance(model.model.rotary_emb, ScaledRotaryEmbedding)
