@@ -1,7 +1,7 @@
 # LongRoPE: extend a pretrained LLM's context window by searching non-uniform RoPE rescale factors.
 # Embedded default:      snakemake --cores 2
 # Another config:        snakemake --cores 2 --configfile config/test.yaml
-# On a SLURM cluster:    snakemake --profile slurm all --configfile config/paper/llama2-7b.yaml
+# Real model by path:    set base_model.path in a config (local Hugging Face folder, nothing downloaded)
 
 # The embedded default applies only when no --configfile is given, so another config replaces it whole
 # instead of being merged into it (a stage missing there must not leak in from here).
