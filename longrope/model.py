@@ -96,13 +96,15 @@ def apply_rope_scaling(model, scaling: RopeScaling, verify: bool = True):
         inner.rotary_emb = new
         return model
     probe_ids, positions = _probe(model, scaling)
+    # The reference is plain RoPE through the same module type, so re-patching an already scaled model works too.
+    unchanged = RopeScaling(original_length=scaling.original_length, target_length=scaling.original_length)
+    inner.rotary_emb = ScaledRotaryEmbedding(unchanged, head_dim, base)
     before = _logits(model, probe_ids, positions)
     inner.rotary_emb = new
     after = _logits(model, probe_ids, positions)
     if new.calls == 0:
         inner.rotary_emb = old
         raise RopeNotAppliedError(f"{type(model).__name__}'s forward never called model.rotary_emb: RoPE scaling not applied")
-    unchanged = RopeScaling(original_length=scaling.original_length, target_length=scaling.original_length)
     changes_angles = not torch.equal(torch.stack(scaling.cos_sin(positions, head_dim, base)),
                                      torch.stack(unchanged.cos_sin(positions, head_dim, base)))
     if changes_angles and torch.equal(before, after):

@@ -8,27 +8,66 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
+BASELINES = ("pi", "ntk", "dynamic_ntk", "yarn")
+
+
 def _label(method: str, scale: float) -> str:
     return method if method == "none" else f"{method} s={scale:g}"
 
 
-def to_markdown_table(tidy: pd.DataFrame, original_length: int) -> str:
-    """One row per (model, method, scale), one column per length, perplexity to two decimals."""
+def markdown(frame: pd.DataFrame, digits: int = 2) -> str:
+    """A plain Markdown table (index included); missing values stay blank."""
+    frame = frame.reset_index()
+    cells = [[("" if pd.isna(v) else f"{v:.{digits}f}" if isinstance(v, float) else str(v)) for v in row]
+             for row in frame.itertuples(index=False)]
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
+
+
+def perplexity_by_length(tidy: pd.DataFrame, original_length: int) -> pd.DataFrame:
+    """Paper Table 1 layout: one row per (model, method, scale) with n̂ = 0, one column per length."""
+    tidy = tidy[tidy["study"] == "length"]
     tidy = tidy.assign(row=[_label(m, s) for m, s in zip(tidy["method"], tidy["scale"])])
     order = tidy.drop_duplicates("row").sort_values(["model", "scale", "method"])
     wide = tidy.pivot_table(index=["model", "row"], columns="length", values="ppl", aggfunc="first")
-    wide = wide.reindex(pd.MultiIndex.from_frame(order[["model", "row"]]))
-    lengths = list(wide.columns)
-    head = ["model", "method"] + [f"{n} ({n / original_length:g}·L0)" for n in lengths]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (model, row), values in wide.iterrows():
-        cells = ["" if pd.isna(v) else f"{v:.2f}" for v in values]
-        lines.append("| " + " | ".join([model, row, *cells]) + " |")
-    return "\n".join(lines) + "\n"
+    wide = wide.reindex(pd.MultiIndex.from_frame(order[["model", "row"]])).rename_axis(["model", "method"])
+    wide.columns = [f"{n} ({n / original_length:g}·L0)" for n in wide.columns]
+    return wide
+
+
+def search_vs_baselines(tidy: pd.DataFrame, scales: list[float]) -> pd.DataFrame:
+    """Searched factors against the best baseline set for the same scale, at each length they share."""
+    rows = []
+    for scale in scales:
+        at = tidy[(tidy["scale"] == scale) & (tidy["study"] == "length")]
+        for length, group in at.groupby("length"):
+            base = group[group["method"].isin(BASELINES)].sort_values("ppl")
+            searched = group[group["method"] == "longrope"]
+            if base.empty or searched.empty:
+                continue
+            best = base.iloc[0]
+            rows.append({"scale": scale, "length": length, "longrope": searched["ppl"].iloc[0],
+                         "best baseline": best["method"], "its ppl": best["ppl"],
+                         "ratio": searched["ppl"].iloc[0] / best["ppl"]})
+    return pd.DataFrame(rows).set_index(["scale", "length"])
+
+
+def ablation(tidy: pd.DataFrame, scales: list[float]) -> pd.DataFrame:
+    """Paper Table 11: PI, λ only, λ + n̂ at each stage's scale, by length."""
+    methods = {"pi": "PI", "longrope_lambda": "λ only", "longrope": "λ + n̂"}
+    rows = tidy[(tidy["study"] == "length") & tidy["scale"].isin(scales) & tidy["method"].isin(methods)]
+    wide = rows.pivot_table(index=["scale", "length"], columns="method", values="ppl", aggfunc="first")
+    return wide.reindex(columns=[m for m in methods if m in wide.columns]).rename(columns=methods)
+
+
+def n_hat_effect(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Paper Table 2: PI and dynamic NTK perplexity at each stage's target length by n̂."""
+    return tidy[tidy["study"] == "n_hat"].pivot_table(index=["method", "scale", "length"], columns="n_hat", values="ppl", aggfunc="first")
 
 
 def plot_perplexity(tidy: pd.DataFrame, original_length: int, path: str) -> None:
     """Perplexity against length (log axes): one panel per scale, one line per method, plain RoPE in each."""
+    tidy = tidy[tidy["study"] == "length"]
     scales = sorted(s for s in tidy["scale"].unique() if s > 1) or [1.0]
     none = tidy[tidy["method"] == "none"]
     fig, axes = plt.subplots(1, len(scales), figsize=(4.2 * len(scales), 3.6), sharey=True, squeeze=False)

@@ -72,6 +72,27 @@ def stage_search(stage):
     return {**config["search"], **config["stages"][stage]["search"]}
 
 
+def search_runs():
+    """Search rules to generate, name -> (stage, settings): every search stage, plus its λ-only twin
+    (n̂ fixed at 0) when search.ablation is on, for the paper's Table 11."""
+    runs = {}
+    for stage in search_stages():
+        settings = stage_search(stage)
+        runs[stage] = (stage, settings)
+        if config["search"]["ablation"] and settings["n_hat"] != [0]:
+            runs[f"{stage}_lambda"] = (stage, {**settings, "n_hat": [0]})
+    return runs
+
+
+def search_label(run):
+    return "longrope_lambda" if run.endswith("_lambda") else "longrope"
+
+
+def scaling_spec(method, scale, n_hat=0):
+    """A RopeScaling as a plain dict (rule params must be plain data to be tracked)."""
+    return {"method": method, "original_length": L0, "target_length": round(scale * L0), "n_hat": n_hat}
+
+
 def stage_scales():
     return sorted({float(s["scale"]) for s in config["stages"].values()})
 

@@ -1,6 +1,5 @@
 EVAL_PARAMS = dict(
-    original_length=L0,
-    lengths=EVAL["lengths"],
+    model="base",
     max_samples=EVAL["max_samples"],
     tokens_per_length=EVAL["tokens_per_length"],
     seed=EVAL["seed"],
@@ -16,10 +15,10 @@ rule evaluate_base:
     output:
         "results/eval/base/{method}.csv",
     params:
-        model="base",
-        method="{method}",
-        label="{method}",
-        scales=lambda w: [1.0] if w.method == "none" else stage_scales(),
+        scalings=lambda w: [(w.method, scaling_spec(w.method, s)) for s in ([1.0] if w.method == "none" else stage_scales())],
+        study="length",
+        lengths=EVAL["lengths"],
+        beyond_target=EVAL["beyond_target"],
         **EVAL_PARAMS,
     wildcard_constraints:
         method="|".join(EVAL["methods"]),
@@ -35,22 +34,50 @@ rule evaluate_base:
 
 
 rule evaluate_search:
-    """Perplexity by length of the base model with a search stage's factors, no fine-tuning (paper Table 1)."""
+    """Perplexity by length of the base model with a search run's factors, no fine-tuning (paper Table 1)."""
     input:
         model=base_model_dir(),
         tokens="results/data/evaluation.npy",
-        factors="results/search/{stage}/factors.json",
+        factors="results/search/{run}/factors.json",
     output:
-        "results/eval/search/{stage}.csv",
+        "results/eval/search/{run}.csv",
     params:
-        model="base",
-        label="longrope",
+        scalings=[],
+        label=lambda w: search_label(w.run),
+        study="length",
+        lengths=EVAL["lengths"],
+        beyond_target=EVAL["beyond_target"],
         **EVAL_PARAMS,
     threads: EVAL["threads"]
     log:
-        "logs/evaluate_search/{stage}.log",
+        "logs/evaluate_search/{run}.log",
     benchmark:
-        "benchmarks/evaluate_search/{stage}.tsv"
+        "benchmarks/evaluate_search/{run}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate_ppl.py"
+
+
+rule evaluate_n_hat:
+    """PI and dynamic NTK at a search stage's scale with n̂ leading positions un-interpolated (paper Table 2)."""
+    input:
+        model=base_model_dir(),
+        tokens="results/data/evaluation.npy",
+    output:
+        "results/eval/n_hat/{stage}.csv",
+    params:
+        scalings=lambda w: [(m, scaling_spec(m, config["stages"][w.stage]["scale"], k))
+                            for m in ("pi", "dynamic_ntk") for k in EVAL["n_hat_study"]],
+        lengths=lambda w: [round(config["stages"][w.stage]["scale"] * L0)],
+        study="n_hat",
+        beyond_target=1,
+        **EVAL_PARAMS,
+    threads: EVAL["threads"]
+    log:
+        "logs/evaluate_n_hat/{stage}.log",
+    benchmark:
+        "benchmarks/evaluate_n_hat/{stage}.tsv"
     conda:
         ENV
     script:

@@ -1,31 +1,32 @@
-# One rule per search stage, named search_<stage> after the paper's stages (search_128k, search_256k, …).
-for _stage in search_stages():
+# One rule per search run, named after the paper's stages: search_128k, search_256k, … (and search_128k_lambda,
+# the λ-only twin, when search.ablation is on).
+for _run, (_stage, _settings) in search_runs().items():
 
     rule:
         name:
-            f"search_{_stage}"
+            f"search_{_run}"
         input:
             model=base_model_dir(),
             tokens="results/data/fitness.npy",
         output:
-            factors=f"results/search/{_stage}/factors.csv",
-            json=f"results/search/{_stage}/factors.json",
-            log=f"results/search/{_stage}/search_log.jsonl",
-            plot=report(f"results/search/{_stage}/convergence.png", caption="../report/convergence.rst",
+            factors=f"results/search/{_run}/factors.csv",
+            json=f"results/search/{_run}/factors.json",
+            log=f"results/search/{_run}/search_log.jsonl",
+            plot=report(f"results/search/{_run}/convergence.png", caption="../report/convergence.rst",
                         category="Search"),
         params:
-            stage=_stage,
+            stage=_run,
             scale=config["stages"][_stage]["scale"],
-            search=stage_search(_stage),
+            search=_settings,
             original_length=L0,
             attention=EVAL["attention"],
             # The generation log lives outside the outputs so a killed search resumes where it stopped.
-            work_dir=f"results/search/{_stage}.work",
-        threads: stage_search(_stage)["threads"]
+            work_dir=f"results/search/{_run}.work",
+        threads: _settings["threads"]
         log:
-            f"logs/search_{_stage}.log",
+            f"logs/search_{_run}.log",
         benchmark:
-            f"benchmarks/search_{_stage}.tsv"
+            f"benchmarks/search_{_run}.tsv"
         conda:
             ENV
         script:

@@ -1,5 +1,5 @@
-"""Perplexity by length of one model under RoPE scalings: a baseline method at each requested scale, or
-the factors a search stage found. Each scaling is evaluated up to its own target; plain RoPE at every length."""
+"""Perplexity by length of one model under a list of RoPE scalings (baselines, a search's factors, n̂ variants).
+Each scaling is evaluated at the lengths up to `beyond_target` × its target; plain RoPE at every length."""
 import json
 import sys
 import time
@@ -16,22 +16,21 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 torch.set_num_threads(snakemake.threads)
 
 p = snakemake.params
+scalings = [(label, RopeScaling.from_dict(spec)) for label, spec in p.scalings]
 if "factors" in snakemake.input.keys():
-    scalings = [RopeScaling.from_dict(json.loads(open(snakemake.input.factors).read())["scaling"])]
-else:
-    scalings = [RopeScaling(p.method, p.original_length, round(s * p.original_length)) for s in p.scales]
+    scalings.append((p.label, RopeScaling.from_dict(json.loads(open(snakemake.input.factors).read())["scaling"])))
 tokens = load_tokens(snakemake.input.tokens)
 model = load_model(snakemake.input.model, attention=p.attention)
 rows = []
-for scaling in scalings:
+for label, scaling in scalings:
     apply_rope_scaling(model, scaling)
-    for length in [n for n in p.lengths if scaling.method == "none" or n <= scaling.target_length]:
+    for length in [n for n in p.lengths if scaling.method == "none" or n <= p.beyond_target * scaling.target_length]:
         n = samples_for_length(length, p.max_samples, p.tokens_per_length)
         windows = sample_windows(tokens, length, n, seed=[p.seed, length])
         t0 = time.time()
         result = perplexity(model, windows)
-        rows.append({"model": p.model, "method": p.label, "scale": scaling.scale, "length": length,
-                     "ppl": result.ppl, "n_samples": result.n_samples, "tokens": result.tokens,
+        rows.append({"study": p.study, "model": p.model, "method": label, "scale": scaling.scale, "n_hat": scaling.n_hat,
+                     "length": length, "ppl": result.ppl, "n_samples": result.n_samples, "tokens": result.tokens,
                      "seconds": round(time.time() - t0, 3)})
         print(rows[-1])
 pd.DataFrame(rows).to_csv(snakemake.output[0], index=False)

@@ -150,3 +150,10 @@ def test_patching_works_for_each_supported_family(family, tmp_path):
                     getattr(layer.self_attn, proj).weight.mul_(30)
     apply_rope_scaling(model, RopeScaling("yarn", 32, 256))
     assert isinstance(model.model.rotary_emb, ScaledRotaryEmbedding)
+
+
+def test_repatching_a_scaled_model(tiny_model):
+    """A second scaling that differs from the first only where the probe does not look is still accepted."""
+    apply_rope_scaling(tiny_model, RopeScaling("pi", 32, 64))
+    apply_rope_scaling(tiny_model, RopeScaling("pi", 32, 64, n_hat=4))
+    assert tiny_model.model.rotary_emb.scaling.n_hat == 4

@@ -34,16 +34,22 @@ def test_test_config_runs_end_to_end(tmp_path):
     scales = {float(s["scale"]) for s in config["stages"].values()}
 
     tidy = pd.read_csv(tmp_path / "results" / "tables" / "perplexity.csv")
-    assert {"model", "method", "scale", "length", "ppl", "n_samples", "tokens"} <= set(tidy.columns)
-    assert set(tidy["method"]) == set(config["evaluation"]["methods"]) | {"longrope"}
+    assert {"study", "model", "method", "scale", "n_hat", "length", "ppl", "n_samples", "tokens"} <= set(tidy.columns)
+    assert set(tidy["method"]) == set(config["evaluation"]["methods"]) | {"longrope", "longrope_lambda"}
+    study = tidy[tidy["study"] == "n_hat"]  # paper Table 2: PI and dynamic NTK by n̂ at each search target
+    search_stages = {k: v for k, v in config["stages"].items() if "search" in v}
+    assert len(study) == 2 * len(config["evaluation"]["n_hat_study"]) * len(search_stages)
+    assert set(study["length"]) == {v["scale"] * l0 for v in search_stages.values()}
+    tidy = tidy[tidy["study"] == "length"]
     assert (tidy["ppl"] > 1).all() and tidy["ppl"].notna().all()
     assert sorted(tidy[tidy["method"] == "none"]["length"]) == sorted(lengths)
     for method in ("pi", "ntk", "dynamic_ntk", "yarn"):
         rows = tidy[tidy["method"] == method]
         assert set(rows["scale"]) == scales
-        assert all(length <= scale * l0 for scale, length in zip(rows["scale"], rows["length"]))
+        beyond = config["evaluation"]["beyond_target"]
+        assert all(length <= beyond * scale * l0 for scale, length in zip(rows["scale"], rows["length"]))
     # The scalings really reach the model: at 4·L0 the methods do not all score the same.
-    baselines = tidy[tidy["method"] != "longrope"]
+    baselines = tidy[~tidy["method"].str.startswith("longrope")]
     at = baselines[(baselines["length"] == 4 * l0) & ((baselines["scale"] == 4.0) | (baselines["method"] == "none"))]
     assert len(at) == 5 and at["ppl"].nunique() == 5
 
@@ -62,7 +68,13 @@ def test_test_config_runs_end_to_end(tmp_path):
         assert len(lines) == 1 + config["search"]["generations"] + 1  # header + generation 0…T
         assert (out / "convergence.png").stat().st_size > 10_000
         searched = tidy[(tidy["method"] == "longrope") & (tidy["scale"] == spec["scale"])]
-        assert searched["length"].max() == spec["scale"] * l0
+        assert searched["length"].max() == min(max(lengths), beyond * spec["scale"] * l0)
+        assert (tmp_path / "results" / "search" / f"{stage}_lambda" / "factors.json").is_file()  # ablation twin
+
+    tables = tmp_path / "results" / "tables"
+    assert "| scale | length | longrope | best baseline | its ppl | ratio |" in (tables / "search_vs_baselines.md").read_text()
+    assert "| scale | length | PI | λ only | λ + n̂ |" in (tables / "table11_ablation.md").read_text()
+    assert "| method | scale | length | 0 | 4 |" in (tables / "table2_n_hat.md").read_text()
 
     assert "| none |" in (tmp_path / "results" / "tables" / "perplexity.md").read_text()
     for plot in ("perplexity_base.png", "pretrain_loss.png"):
