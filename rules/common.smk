@@ -28,8 +28,16 @@ def _check_config():
             if not glob.glob(str(corpus_path(pattern))):
                 raise WorkflowError(f"data.{key}: no book in {CORPUS} matches '{pattern}'")
     for stage in search_stages():
+        settings, scale = stage_search(stage), config["stages"][stage]["scale"]
+        if settings["mode"] == "secondary":
+            earlier = settings.get("base_stage")
+            if earlier not in search_stages() or earlier == stage:
+                raise WorkflowError(f"stages.{stage}.search.base_stage must name another search stage, got {earlier!r}")
+            scale /= config["stages"][earlier]["scale"]
+        if settings["mode"] == "recovery" and isinstance(settings["ceiling"], str):
+            raise WorkflowError(f"stages.{stage}.search: a recovery search needs a reduced numeric ceiling")
         try:
-            config_from_settings(stage_search(stage), config["stages"][stage]["scale"])
+            config_from_settings(settings, scale)
         except ValueError as error:
             raise WorkflowError(f"stages.{stage}.search: {error}")
     overlap = set(books("train_books")) & set(books("heldout_books"))
@@ -82,6 +90,13 @@ def search_runs():
         if config["search"]["ablation"] and settings["n_hat"] != [0]:
             runs[f"{stage}_lambda"] = (stage, {**settings, "n_hat": [0]})
     return runs
+
+
+def search_inputs(settings):
+    inputs = {"model": base_model_dir(), "tokens": "results/data/fitness.npy"}
+    if settings["mode"] == "secondary":
+        inputs["base_factors"] = f"results/search/{settings['base_stage']}/factors.json"
+    return inputs
 
 
 def search_label(run):

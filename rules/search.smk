@@ -6,8 +6,7 @@ for _run, (_stage, _settings) in search_runs().items():
         name:
             f"search_{_run}"
         input:
-            model=base_model_dir(),
-            tokens="results/data/fitness.npy",
+            unpack(lambda w, settings=_settings: search_inputs(settings)),
         output:
             factors=f"results/search/{_run}/factors.csv",
             json=f"results/search/{_run}/factors.json",

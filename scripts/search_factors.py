@@ -20,18 +20,25 @@ torch.set_num_threads(snakemake.threads)
 
 p = snakemake.params
 L0, target = p.original_length, round(p.scale * p.original_length)
-cfg = config_from_settings(p.search, p.scale)
+# Secondary search (paper §3.3): search λ₂ for the remaining ratio on top of an earlier stage's λ_ft and keep
+# λ_ft ⊙ λ₂. Plain and recovery searches start from plain RoPE (recovery differs only by its reduced ceiling).
+if p.search["mode"] == "secondary":
+    earlier = json.loads(open(snakemake.input.base_factors).read())
+    carried, ratio = np.asarray(earlier["scaling"]["factors"]), p.scale / earlier["scale"]
+else:
+    carried, ratio = 1.0, p.scale
+cfg = config_from_settings(p.search, ratio)
 model = load_model(snakemake.input.model, attention=p.attention)
 head_dim, base = rope_geometry(model)
 windows = sample_windows(load_tokens(snakemake.input.tokens), target, p.search["samples"], seed=[p.search["seed"], target])
 
 
 def scaling(c) -> RopeScaling:
-    return RopeScaling("longrope", L0, target, factors=c.factors, n_hat=c.n_hat)
+    return RopeScaling("longrope", L0, target, factors=tuple(carried * np.asarray(c.factors)), n_hat=c.n_hat)
 
 
-seeds = [equivalent_factors(RopeScaling(m, L0, target), head_dim, base).tolist() for m in ("pi", "ntk", "yarn")]
-rotary = apply_rope_scaling(model, RopeScaling("longrope", L0, target, factors=seeds[0])).model.rotary_emb
+seeds = [equivalent_factors(RopeScaling(m, L0, round(ratio * L0)), head_dim, base).tolist() for m in ("pi", "ntk", "yarn")]
+rotary = apply_rope_scaling(model, RopeScaling("pi", L0, target)).model.rotary_emb
 
 
 def fitness(candidates):

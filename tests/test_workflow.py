@@ -69,7 +69,13 @@ def test_test_config_runs_end_to_end(tmp_path):
         assert (out / "convergence.png").stat().st_size > 10_000
         searched = tidy[(tidy["method"] == "longrope") & (tidy["scale"] == spec["scale"])]
         assert searched["length"].max() == min(max(lengths), beyond * spec["scale"] * l0)
-        assert (tmp_path / "results" / "search" / f"{stage}_lambda" / "factors.json").is_file()  # ablation twin
+        twin = tmp_path / "results" / "search" / f"{stage}_lambda" / "factors.json"  # λ-only ablation twin
+        assert twin.is_file() == ({**config["search"], **spec["search"]}["n_hat"] != [0])
+        if spec["search"].get("mode") == "secondary":  # λ_ft ⊙ λ₂: never below the carried factors
+            carried = np.loadtxt(tmp_path / "results" / "search" / spec["search"]["base_stage"] / "factors.csv")
+            assert (factors >= carried - 1e-9).all()
+        if spec["search"].get("mode") == "recovery":
+            assert factors.max() <= spec["search"]["ceiling"]
 
     tables = tmp_path / "results" / "tables"
     assert "| scale | length | longrope | best baseline | its ppl | ratio |" in (tables / "search_vs_baselines.md").read_text()
