@@ -76,8 +76,13 @@ def search_stages():
 
 
 def stage_search(stage):
-    """The stage's search settings: the top-level `search:` block with the stage's overrides."""
-    return {**config["search"], **config["stages"][stage]["search"]}
+    """The stage's search settings: the top-level `search:` block, halved P, N1, N2 above
+    search.halve_above_scale (the paper's rule for windows over 512k), then the stage's own overrides."""
+    settings = dict(config["search"])
+    if config["stages"][stage]["scale"] > settings["halve_above_scale"]:
+        for key in ("population", "mutations", "crossovers"):
+            settings[key] = max(1, settings[key] // 2)
+    return {**settings, **config["stages"][stage]["search"]}
 
 
 def search_runs():

@@ -66,6 +66,9 @@ def test_test_config_runs_end_to_end(tmp_path):
         assert found["scaling"]["n_hat"] in config["search"]["n_hat"]
         lines = (out / "search_log.jsonl").read_text().splitlines()
         assert len(lines) == 1 + config["search"]["generations"] + 1  # header + generation 0…T
+        halved = spec["scale"] > config["search"]["halve_above_scale"]
+        population = config["search"]["population"] // (2 if halved else 1)
+        assert json.loads(lines[0])["config"]["population"] == population
         assert (out / "convergence.png").stat().st_size > 10_000
         searched = tidy[(tidy["method"] == "longrope") & (tidy["scale"] == spec["scale"])]
         assert searched["length"].max() == min(max(lengths), beyond * spec["scale"] * l0)
