@@ -1,9 +1,9 @@
-import glob
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from longrope.data import list_books
 from longrope.search import config_from_settings
 
 validate(config, schema="../config/schema.yaml")
@@ -24,9 +24,10 @@ def _check_config():
     if tok["kind"] == "bpe" and "vocab_size" not in tok:
         raise WorkflowError("data.tokenizer.vocab_size is required when data.tokenizer.kind is 'bpe'")
     for key in ("train_books", "heldout_books"):
-        for pattern in config["data"][key]:
-            if not glob.glob(str(corpus_path(pattern))):
-                raise WorkflowError(f"data.{key}: no book in {CORPUS} matches '{pattern}'")
+        try:
+            books(key)
+        except FileNotFoundError as error:
+            raise WorkflowError(f"data.{key}: {error}")
     for stage in search_stages():
         settings, scale = stage_search(stage), config["stages"][stage]["scale"]
         if settings["mode"] == "secondary":
@@ -54,13 +55,7 @@ def corpus_path(name):
 
 def books(key):
     """Book names (globs expanded, sorted) of data.train_books or data.heldout_books."""
-    names = []
-    for pattern in config["data"][key]:
-        for p in sorted(glob.glob(str(corpus_path(pattern)))):
-            name = str(Path(p).relative_to(CORPUS))[: -len(".txt.gz")]
-            if name not in names:
-                names.append(name)
-    return names
+    return list_books(CORPUS, config["data"][key])
 
 
 def base_model_dir():
