@@ -11,7 +11,7 @@ import pandas as pd  # noqa: E402
 BASELINES = ("pi", "ntk", "dynamic_ntk", "yarn")
 
 
-def _label(method: str, scale: float) -> str:
+def scaling_label(method: str, scale: float) -> str:
     return method if method == "none" else f"{method} s={scale:g}"
 
 
@@ -27,7 +27,7 @@ def markdown(frame: pd.DataFrame, digits: int = 2) -> str:
 def perplexity_by_length(tidy: pd.DataFrame, original_length: int) -> pd.DataFrame:
     """Paper Table 1 layout: one row per (model, method, scale) with n̂ = 0, one column per length."""
     tidy = tidy[tidy["study"] == "length"]
-    tidy = tidy.assign(row=[_label(m, s) for m, s in zip(tidy["method"], tidy["scale"])])
+    tidy = tidy.assign(row=[scaling_label(m, s) for m, s in zip(tidy["method"], tidy["scale"])])
     order = tidy.drop_duplicates("row").sort_values(["model", "scale", "method"])
     wide = tidy.pivot_table(index=["model", "row"], columns="length", values="ppl", aggfunc="first")
     wide = wide.reindex(pd.MultiIndex.from_frame(order[["model", "row"]])).rename_axis(["model", "method"])

@@ -3,7 +3,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from longrope.data import list_books
+from longrope.data import book_path, list_books
 from longrope.search import config_from_settings
 
 validate(config, schema="../config/schema.yaml")
@@ -47,10 +47,6 @@ def _check_config():
 
 
 CORPUS = Path(workflow.basedir, config["data"]["corpus_dir"])
-
-
-def corpus_path(name):
-    return CORPUS / f"{name}.txt.gz"
 
 
 def books(key):

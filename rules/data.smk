@@ -1,6 +1,6 @@
 rule tokenizer:
     input:
-        books=lambda w: [corpus_path(b) for b in books("train_books")],
+        books=lambda w: [book_path(CORPUS, b) for b in books("train_books")],
     output:
         "results/data/tokenizer.json",
     params:
@@ -19,8 +19,8 @@ rule tokenizer:
 rule token_ids:
     input:
         tokenizer="results/data/tokenizer.json",
-        train=lambda w: [corpus_path(b) for b in books("train_books")],
-        heldout=lambda w: [corpus_path(b) for b in books("heldout_books")],
+        train=lambda w: [book_path(CORPUS, b) for b in books("train_books")],
+        heldout=lambda w: [book_path(CORPUS, b) for b in books("heldout_books")],
     output:
         train="results/data/train.npy",
         fitness="results/data/fitness.npy",

@@ -14,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from longrope.report import scaling_label
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -42,7 +44,7 @@ def main():
         tables.append(tidy.assign(seed=seed))
 
     tidy = pd.concat(tables)
-    tidy["row"] = [m if m == "none" else f"{m} s={s:g}" for m, s in zip(tidy["method"], tidy["scale"])]
+    tidy["row"] = [scaling_label(m, s) for m, s in zip(tidy["method"], tidy["scale"])]
     wide = tidy.pivot_table(index=["seed", "row"], columns="length", values="ppl").round(2)
     print(wide.to_string())
     none = tidy[tidy["method"] == "none"].pivot_table(index="seed", columns="length", values="ppl")
