@@ -14,6 +14,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/pretrain.smk"
 include: "rules/search.smk"
+include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 
@@ -23,3 +24,5 @@ rule all:
         "results/tables/perplexity.md",
         "results/plots/perplexity_base.png",
         pretrain_outputs(),
+        expand("results/plots/finetune_{stage}_loss.png", stage=finetune_stages()),
+        ["results/export/model"] if "export" in config else [],

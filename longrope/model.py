@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import torch
@@ -38,8 +39,12 @@ def tiny_llama(vocab_size: int, hidden_size: int, num_layers: int, num_heads: in
     return LlamaForCausalLM(config)
 
 
+SCALING_FILE = "longrope_scaling.json"
+
+
 def load_model(path: str | Path, attention: str = "auto", dtype: torch.dtype = torch.float32):
-    """A causal LM from a local folder (never the network): config.json + safetensors weights."""
+    """A causal LM from a local folder (never the network): config.json + safetensors weights. A model this
+    package saved carries its exact RoPE scaling in longrope_scaling.json (n̂ included), which is applied."""
     from transformers import AutoModelForCausalLM
 
     path = Path(path)
@@ -47,9 +52,34 @@ def load_model(path: str | Path, attention: str = "auto", dtype: torch.dtype = t
         raise FileNotFoundError(f"model directory {path} does not exist")
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"model directory {path} has no config.json")
-    return AutoModelForCausalLM.from_pretrained(
+    model = AutoModelForCausalLM.from_pretrained(
         path, local_files_only=True, attn_implementation=pick_attention(attention), dtype=dtype
     ).eval()
+    if (path / SCALING_FILE).is_file():
+        apply_rope_scaling(model, RopeScaling.from_dict(json.loads((path / SCALING_FILE).read_text())))
+    return model
+
+
+def hf_rope_parameters(scaling: RopeScaling, rope_parameters: dict) -> dict:
+    """transformers' `rope_parameters` for a LongRoPE scaling (Phi-3 layout): long and short factor sets, the
+    attention factor, and original_max_position_embeddings as the longest sequence that uses the short set.
+    Equal to our forward when n̂ = 0; transformers has no n̂."""
+    if scaling.method != "longrope":
+        raise ValueError(f"only LongRoPE scalings are exported, not {scaling.method!r}")
+    kept = {k: rope_parameters[k] for k in ("rope_theta", "partial_rotary_factor") if k in rope_parameters}
+    return {**kept, "rope_type": "longrope", "long_factor": list(scaling.factors),
+            "short_factor": list(scaling.short_factors or scaling.factors), "factor": scaling.scale,
+            "attention_factor": scaling.attention_scale, "original_max_position_embeddings": scaling.switch_length}
+
+
+def save_extended(model, scaling: RopeScaling, folder: str | Path) -> None:
+    """Save `model` with `scaling` as a Hugging Face checkpoint: config.json's rope_parameters for stock
+    transformers, longrope_scaling.json for this package (exact, n̂ included)."""
+    folder = Path(folder)
+    model.config.rope_parameters = hf_rope_parameters(scaling, model.config.rope_parameters)
+    model.config.max_position_embeddings = scaling.target_length
+    model.save_pretrained(folder)
+    (folder / SCALING_FILE).write_text(json.dumps(scaling.to_dict(), indent=2))
 
 
 def rope_geometry(model) -> tuple[int, float]:

@@ -36,28 +36,53 @@ def perplexity_by_length(tidy: pd.DataFrame, original_length: int) -> pd.DataFra
 
 
 def search_vs_baselines(tidy: pd.DataFrame, scales: list[float]) -> pd.DataFrame:
-    """Searched factors against the best baseline set for the same scale, at each length they share."""
+    """Searched factors against the best baseline set for the same scale on the same model, at each length."""
     rows = []
     for scale in scales:
         at = tidy[(tidy["scale"] == scale) & (tidy["study"] == "length")]
-        for length, group in at.groupby("length"):
+        for (model, length), group in at.groupby(["model", "length"]):
             base = group[group["method"].isin(BASELINES)].sort_values("ppl")
             searched = group[group["method"] == "longrope"]
             if base.empty or searched.empty:
                 continue
             best = base.iloc[0]
-            rows.append({"scale": scale, "length": length, "longrope": searched["ppl"].iloc[0],
+            rows.append({"model": model, "scale": scale, "length": length, "longrope": searched["ppl"].iloc[0],
                          "best baseline": best["method"], "its ppl": best["ppl"],
                          "ratio": searched["ppl"].iloc[0] / best["ppl"]})
-    return pd.DataFrame(rows).set_index(["scale", "length"])
+    return pd.DataFrame(rows).set_index(["model", "scale", "length"]) if rows else pd.DataFrame()
 
 
 def ablation(tidy: pd.DataFrame, scales: list[float]) -> pd.DataFrame:
     """Paper Table 11: PI, λ only, λ + n̂ at each stage's scale, by length."""
     methods = {"pi": "PI", "longrope_lambda": "λ only", "longrope": "λ + n̂"}
     rows = tidy[(tidy["study"] == "length") & tidy["scale"].isin(scales) & tidy["method"].isin(methods)]
-    wide = rows.pivot_table(index=["scale", "length"], columns="method", values="ppl", aggfunc="first")
+    wide = rows.pivot_table(index=["model", "scale", "length"], columns="method", values="ppl", aggfunc="first")
     return wide.reindex(columns=[m for m in methods if m in wide.columns]).rename(columns=methods)
+
+
+EXTENDED = {"longrope": "searched λ", "longrope_short": "searched λ + short recovery"}
+
+
+def extended_models(tidy: pd.DataFrame, original_length: int, final_scale: float) -> pd.DataFrame:
+    """Paper Tables 5-7 layout: the base model, PI and YaRN at the final scale on it, and every model carrying
+    searched factors (fine-tuned or not), by length."""
+    tidy = tidy[tidy["study"] == "length"]
+    keep = ((tidy["method"] == "none") & (tidy["model"] == "base")) | tidy["method"].isin(EXTENDED) | (
+        tidy["method"].isin(["pi", "yarn"]) & (tidy["scale"] == final_scale) & (tidy["model"] == "base"))
+    rows = tidy[keep].assign(factors=[EXTENDED.get(m, m) for m in tidy[keep]["method"]])
+    wide = rows.pivot_table(index=["model", "factors", "scale"], columns="length", values="ppl", aggfunc="first")
+    wide.columns = [f"{n} ({n / original_length:g}·L0)" for n in wide.columns]
+    return wide
+
+
+def short_recovery(tidy: pd.DataFrame, original_length: int) -> pd.DataFrame:
+    """Paper Table 10: perplexity at L0 and 2·L0 of the base model and of every extended model, the final one
+    before and after its short factor set was searched; `vs base` is the ratio at L0."""
+    short = extended_models(tidy[tidy["length"].isin([original_length, 2 * original_length])], original_length, 0.0)
+    if short.empty:
+        return short
+    base = short.xs("base", level="model").xs("none", level="factors").iloc[0, 0]
+    return short.assign(**{"vs base at L0": short.iloc[:, 0] / base})
 
 
 def n_hat_effect(tidy: pd.DataFrame) -> pd.DataFrame:

@@ -68,10 +68,14 @@ def _yarn(sc: RopeScaling, head_dim: int, base: float, seq_len: int | None) -> t
 
 
 def _longrope(sc: RopeScaling, head_dim: int, base: float, seq_len: int | None) -> torch.Tensor:
-    if len(sc.factors) != head_dim // 2:
-        raise ValueError(f"expected {head_dim // 2} factors for head_dim {head_dim}, got {len(sc.factors)}")
+    for name in ("factors", "short_factors"):
+        if getattr(sc, name) is not None and len(getattr(sc, name)) != head_dim // 2:
+            raise ValueError(f"expected {head_dim // 2} {name} for head_dim {head_dim}, got {len(getattr(sc, name))}")
+    # Phi-3's switch, as transformers: the short set up to short_length positions (or when no length is given)
+    use_short = sc.short_factors is not None and (seq_len is None or seq_len <= sc.switch_length)
+    factors = sc.short_factors if use_short else sc.factors
     # λ multiplies the wavelength: λ = 1 extrapolates, λ = s interpolates like PI
-    return 1.0 / (torch.tensor(sc.factors, dtype=torch.float32) * base ** _exponents(head_dim))
+    return 1.0 / (torch.tensor(factors, dtype=torch.float32) * base ** _exponents(head_dim))
 
 
 INV_FREQ: dict[str, Callable[[RopeScaling, int, float, int | None], torch.Tensor]] = {
@@ -91,9 +95,24 @@ def _cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor, scale: float) -> t
     return emb.cos() * scale, emb.sin() * scale
 
 
+def _checked_factors(name: str, values) -> tuple[float, ...]:
+    factors = tuple(float(x) for x in values)  # lists become tuples so instances stay hashable
+    for i, x in enumerate(factors):
+        if not (math.isfinite(x) and x > 0):
+            raise ValueError(f"{name} must be finite and positive; factor {i} is {x}")
+    for i in range(1, len(factors)):
+        if factors[i] < factors[i - 1]:
+            raise ValueError(f"{name} must be non-decreasing; factor {i} = {factors[i]} < factor {i - 1} = {factors[i - 1]}")
+    return factors
+
+
 @dataclass(frozen=True)
 class RopeScaling:
-    """How RoPE is stretched from original_length to target_length (scale s = target_length / original_length)."""
+    """How RoPE is stretched from original_length to target_length (scale s = target_length / original_length).
+
+    LongRoPE may carry a second factor set, short_factors (the paper's short-context recovery), used for sequences
+    of at most short_length positions (default original_length), with the same attention factor — Phi-3's rule.
+    """
 
     method: str = "none"
     original_length: int = 4096
@@ -103,6 +122,8 @@ class RopeScaling:
     attention_factor: float | None = None
     beta_fast: float = 32.0
     beta_slow: float = 1.0
+    short_factors: tuple[float, ...] | None = None
+    short_length: int | None = None
 
     def __post_init__(self):
         if self.method not in INV_FREQ:
@@ -115,23 +136,26 @@ class RopeScaling:
             )
         if self.factors is None and self.method == "longrope":
             raise ValueError("method 'longrope' needs factors (one λ per frequency pair)")
-        if self.factors is not None:
-            if self.method != "longrope":
-                raise ValueError(f"factors are only used by method 'longrope', not {self.method!r}")
-            factors = tuple(float(x) for x in self.factors)
-            object.__setattr__(self, "factors", factors)  # lists become tuples so instances stay hashable
-            for i, x in enumerate(factors):
-                if not (math.isfinite(x) and x > 0):
-                    raise ValueError(f"factors must be finite and positive; factor {i} is {x}")
-            for i in range(1, len(factors)):
-                if factors[i] < factors[i - 1]:
-                    raise ValueError(
-                        f"factors must be non-decreasing; factor {i} = {factors[i]} < factor {i - 1} = {factors[i - 1]}"
-                    )
+        for name in ("factors", "short_factors"):
+            if getattr(self, name) is not None:
+                if self.method != "longrope":
+                    raise ValueError(f"{name} are only used by method 'longrope', not {self.method!r}")
+                object.__setattr__(self, name, _checked_factors(name, getattr(self, name)))
+        if self.short_length is not None:
+            if self.short_factors is None:
+                raise ValueError("short_length is only used together with short_factors")
+            if not self.original_length <= self.short_length <= self.target_length:
+                raise ValueError(f"short_length {self.short_length} must lie between the original length "
+                                 f"{self.original_length} and the target length {self.target_length}")
         if self.n_hat < 0:
             raise ValueError(f"n_hat must be >= 0, got {self.n_hat}")
         if self.attention_factor is not None and not self.attention_factor > 0:
             raise ValueError(f"attention factor must be positive, got {self.attention_factor}")
+
+    @property
+    def switch_length(self) -> int:
+        """Longest sequence that uses short_factors (when there are any)."""
+        return self.short_length or self.original_length
 
     @property
     def scale(self) -> float:
@@ -177,8 +201,9 @@ class RopeScaling:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if self.factors is not None:
-            d["factors"] = list(self.factors)
+        for name in ("factors", "short_factors"):
+            if d[name] is not None:
+                d[name] = list(d[name])
         return d
 
 

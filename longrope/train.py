@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,10 +23,13 @@ from .model import next_token_nll
 SCHEDULES = ("cosine", "linear", "constant")
 
 
+SAMPLINGS = ("random", "blocks")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int
-    batch_size: int
+    batch_size: int                # global batch, over all processes and accumulation steps
     seq_len: int
     lr: float
     warmup_steps: int = 0
@@ -37,6 +41,8 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 100
     passkey_fraction: float = 0.0  # share of each batch replaced by synthetic passkey examples
+    micro_batch_size: int | None = None  # rows per forward and process; None = the whole per-process batch
+    sampling: str = "random"      # windows at any offset, or whole seq_len blocks (the paper's fine-tuning chunks)
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))
@@ -45,8 +51,21 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown lr schedule '{self.schedule}' (expected one of {', '.join(SCHEDULES)})")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"unknown sampling '{self.sampling}' (expected one of {', '.join(SAMPLINGS)})")
         if not 0.0 <= self.passkey_fraction <= 1.0:
             raise ValueError(f"passkey_fraction must lie in [0, 1], got {self.passkey_fraction}")
+        if self.micro_batch_size is not None and not 0 < self.micro_batch_size <= self.batch_size:
+            raise ValueError(f"micro_batch_size must lie in [1, batch_size], got {self.micro_batch_size}")
+
+    def accumulation(self, world_size: int) -> tuple[int, int]:
+        """(rows per forward, forwards per step) on each of `world_size` processes."""
+        per_process, rest = divmod(self.batch_size, world_size)
+        micro = min(self.micro_batch_size or per_process, per_process)
+        if rest or micro == 0 or per_process % micro:
+            raise ValueError(f"batch_size {self.batch_size} does not split into {world_size} process(es) × "
+                             f"micro-batches of {self.micro_batch_size or per_process}")
+        return micro, per_process // micro
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -63,47 +82,111 @@ def batch_at(step: int, tokens: np.ndarray, cfg: TrainConfig, tokenizer) -> torc
     """Batch `step` is a pure function of (seed, step), so a resumed run sees exactly the same data."""
     rng = np.random.default_rng([cfg.seed, step])
     n_passkey = round(cfg.batch_size * cfg.passkey_fraction)
-    starts = rng.integers(0, len(tokens) - cfg.seq_len - 1, cfg.batch_size - n_passkey)
+    if cfg.sampling == "blocks":
+        starts = cfg.seq_len * rng.integers(0, (len(tokens) - 1) // cfg.seq_len, cfg.batch_size - n_passkey)
+    else:
+        starts = rng.integers(0, len(tokens) - cfg.seq_len - 1, cfg.batch_size - n_passkey)
     rows = [tokens[s : s + cfg.seq_len + 1].astype(np.int64) for s in starts]
     rows += [passkey_training_example(tokenizer, cfg.seq_len + 1, rng) for _ in range(n_passkey)]
     return torch.from_numpy(np.stack(rows))
 
 
-def train(model, tokens: np.ndarray, tokenizer, cfg: TrainConfig, work_dir: str | Path, loss_csv: str | Path):
-    """Train `model` for cfg.steps on windows of `tokens`; resumes from `work_dir` if a checkpoint is there."""
-    work_dir, loss_csv = Path(work_dir), Path(loss_csv)
-    model.train()
+class TorchBackend:
+    """One process, plain torch: AdamW without weight decay on biases and norms, autocast when bf16."""
+
+    rank, world_size = 0, 1
+
+    def __init__(self, model, cfg: TrainConfig, precision: str = "fp32"):
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model, self.cfg = model.to(self.device), cfg
+        self.optimizer = torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
+        self.dtype = torch.bfloat16 if precision == "bf16" else None
+        self.accumulation = cfg.accumulation(1)[1]
+
+    def loss(self, ids: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+            return next_token_nll(self.model, ids.to(self.device)).mean()
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (loss / self.accumulation).backward()
+
+    def step(self) -> float:
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm.item()
+
+    def mean(self, value: float) -> float:
+        return value
+
+    def barrier(self) -> None:
+        pass
+
+    def save(self, folder: Path) -> None:
+        save_model(self.model, str(folder / "model.safetensors"))
+        torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+
+    def load(self, folder: Path) -> None:
+        load_model(self.model, str(folder / "model.safetensors"))
+        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+
+    @contextmanager
+    def full_model(self):
+        yield self.model
+
+
+def parameter_groups(model, weight_decay: float) -> list[dict]:
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=cfg.betas,
-    )
-    start = _resume(model, optimizer, work_dir, loss_csv, cfg)
-    log = _open_log(loss_csv, resumed=start > 0)
-    bar = tqdm(total=cfg.steps, initial=start, desc="train", file=sys.stderr, mininterval=5)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def train(model, tokens: np.ndarray, tokenizer, cfg: TrainConfig, work_dir: str | Path, loss_csv: str | Path,
+          backend=None, finish=None):
+    """Train `model` for cfg.steps on windows of `tokens`; resumes from `work_dir` if a checkpoint is there.
+
+    `backend` runs the optimisation (default: TorchBackend; DeepSpeedBackend for ZeRO and several processes);
+    `finish(model)` runs on rank 0 with every parameter gathered, e.g. to save the trained model.
+    """
+    work_dir, loss_csv = Path(work_dir), Path(loss_csv)
+    model.train()
+    backend = backend or TorchBackend(model, cfg)
+    micro, _ = cfg.accumulation(backend.world_size)
+    start = _resume(backend, work_dir, loss_csv, cfg)
+    log = _open_log(loss_csv, resumed=start > 0) if backend.rank == 0 else None
+    bar = tqdm(total=cfg.steps, initial=start, desc="train", file=sys.stderr, mininterval=5, disable=backend.rank > 0)
     t0 = time.time()
     for step in range(start, cfg.steps):
         lr = cfg.lr_at(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        batch = batch_at(step, tokens, cfg, tokenizer)
-        loss = next_token_nll(model, batch).mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"loss became {loss.item()} at step {step}; last good checkpoint kept in {work_dir}"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        log.writerow([step + 1, f"{loss.item():.5f}", f"{lr:.6g}", f"{grad_norm.item():.4f}", f"{time.time() - t0:.1f}"])
+        backend.set_lr(lr)
+        rows = batch_at(step, tokens, cfg, tokenizer)[backend.rank :: backend.world_size]
+        total = 0.0
+        for ids in rows.split(micro):
+            loss = backend.loss(ids)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss became {loss.item()} at step {step}; last good checkpoint kept in {work_dir}"
+                )
+            backend.backward(loss)
+            total += loss.item() * len(ids) / len(rows)
+        grad_norm = backend.step()
+        loss_value = backend.mean(total)
+        if log:
+            log.writerow([step + 1, f"{loss_value:.5f}", f"{lr:.6g}", f"{grad_norm:.4f}", f"{time.time() - t0:.1f}"])
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", refresh=False)
+        bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", refresh=False)
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-            _save_checkpoint(model, optimizer, step + 1, work_dir, cfg)
+            _save_checkpoint(backend, step + 1, work_dir, cfg)
     bar.close()
     model.eval()
+    with backend.full_model() as full:
+        if finish is not None and backend.rank == 0:
+            finish(full)
+    backend.barrier()
     return model
 
 
@@ -114,22 +197,26 @@ def train(model, tokens: np.ndarray, tokenizer, cfg: TrainConfig, work_dir: str 
 LOG_HEADER = ["step", "loss", "lr", "grad_norm", "seconds"]
 
 
-def _save_checkpoint(model, optimizer, step: int, work_dir: Path, cfg: TrainConfig) -> None:
+def _save_checkpoint(backend, step: int, work_dir: Path, cfg: TrainConfig) -> None:
     target = work_dir / f"step-{step:06d}"
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    save_model(model, str(target / "model.safetensors"))
-    torch.save(optimizer.state_dict(), target / "optimizer.pt")
-    (target / "state.json").write_text(json.dumps({"step": step, "config": asdict(cfg)}))
-    tmp = work_dir / "latest.tmp"
-    tmp.write_text(target.name)
-    os.replace(tmp, work_dir / "latest")
-    for old in work_dir.glob("step-*"):
-        if old != target:
-            shutil.rmtree(old)
+    if backend.rank == 0:
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+    backend.barrier()
+    backend.save(target)  # collective under DeepSpeed: every rank writes its shard
+    backend.barrier()
+    if backend.rank == 0:
+        (target / "state.json").write_text(json.dumps({"step": step, "config": asdict(cfg)}))
+        tmp = work_dir / "latest.tmp"
+        tmp.write_text(target.name)
+        os.replace(tmp, work_dir / "latest")
+        for old in work_dir.glob("step-*"):
+            if old != target:
+                shutil.rmtree(old)
+    backend.barrier()
 
 
-def _resume(model, optimizer, work_dir: Path, loss_csv: Path, cfg: TrainConfig) -> int:
+def _resume(backend, work_dir: Path, loss_csv: Path, cfg: TrainConfig) -> int:
     pointer = work_dir / "latest"
     if not pointer.is_file():
         return 0
@@ -137,10 +224,9 @@ def _resume(model, optimizer, work_dir: Path, loss_csv: Path, cfg: TrainConfig) 
     state = json.loads((ckpt / "state.json").read_text())
     if state["config"] != json.loads(json.dumps(asdict(cfg))):
         raise ValueError(f"checkpoint in {ckpt} was made with other training settings; delete {work_dir} to restart")
-    load_model(model, str(ckpt / "model.safetensors"))
-    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+    backend.load(ckpt)
     step = state["step"]
-    if loss_csv.is_file():  # drop log rows written after the checkpoint: they will be redone
+    if backend.rank == 0 and loss_csv.is_file():  # drop log rows written after the checkpoint: they will be redone
         with loss_csv.open() as f:
             rows = [r for r in csv.reader(f)][1:]
         with loss_csv.open("w", newline="") as f:

@@ -1,14 +1,19 @@
+import json
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from longrope.data import book_path, list_books
+from longrope.deepspeed_config import load_deepspeed_config
 from longrope.search import config_from_settings
 
 validate(config, schema="../config/schema.yaml")
 
 ENV = "../envs/longrope.yaml"
+PYTHON = sys.executable
+SCRIPTS = Path(workflow.basedir, "scripts")
 L0 = config["base_model"]["original_length"]
 EVAL = config["evaluation"]
 
@@ -28,22 +33,51 @@ def _check_config():
             books(key)
         except FileNotFoundError as error:
             raise WorkflowError(f"data.{key}: {error}")
+    stages = list(config["stages"])
     for stage in search_stages():
         settings, scale = stage_search(stage), config["stages"][stage]["scale"]
-        if settings["mode"] == "secondary":
+        key = f"stages.{stage}.search"
+        _check_model_ref(settings["model"], stage, f"{key}.model")
+        if settings["mode"] in ("secondary", "recovery"):
             earlier = settings.get("base_stage")
-            if earlier not in search_stages() or earlier == stage:
-                raise WorkflowError(f"stages.{stage}.search.base_stage must name another search stage, got {earlier!r}")
-            scale /= config["stages"][earlier]["scale"]
-        if settings["mode"] == "recovery" and isinstance(settings["ceiling"], str):
-            raise WorkflowError(f"stages.{stage}.search: a recovery search needs a reduced numeric ceiling")
+            if earlier not in search_stages() or stages.index(earlier) >= stages.index(stage):
+                raise WorkflowError(f"{key}.base_stage must name an earlier search stage, got {earlier!r}")
+            if settings["mode"] == "secondary":
+                scale /= config["stages"][earlier]["scale"]
+        if settings["mode"] == "recovery":
+            if isinstance(settings["ceiling"], str):
+                raise WorkflowError(f"{key}: a recovery search needs a reduced numeric ceiling")
+            if settings["n_hat"] != [0]:
+                raise WorkflowError(f"{key}.n_hat: a recovery search keeps base_stage's n̂; set n_hat: [0]")
         try:
             config_from_settings(settings, scale)
         except ValueError as error:
-            raise WorkflowError(f"stages.{stage}.search: {error}")
+            raise WorkflowError(f"{key}: {error}")
+    for stage in finetune_stages():
+        if stage not in search_stages():
+            raise WorkflowError(f"stages.{stage}.finetune needs stages.{stage}.search: it trains with those factors")
+        settings = stage_finetune(stage)
+        _check_model_ref(settings["from"], stage, f"stages.{stage}.finetune.from")
+        if settings["processes"] > 1 and not settings["deepspeed"]:
+            raise WorkflowError(f"stages.{stage}.finetune.processes > 1 needs a deepspeed config")
+        if settings["deepspeed"]:
+            try:
+                load_deepspeed_config(settings["deepspeed"])
+            except (OSError, ValueError) as error:
+                raise WorkflowError(f"stages.{stage}.finetune.deepspeed: {error}")
+    export = config.get("export")
+    if export and export["stage"] not in search_stages():
+        raise WorkflowError(f"export.stage must name a search stage, got {export['stage']!r}")
     overlap = set(books("train_books")) & set(books("heldout_books"))
     if overlap:
         raise WorkflowError(f"data: held-out books also in train_books: {', '.join(sorted(overlap))}")
+
+
+def _check_model_ref(ref, stage, key):
+    """A stage's model is the base model or the fine-tuned model of an earlier stage."""
+    stages = list(config["stages"])
+    if ref != "base" and (ref not in finetune_stages() or stages.index(ref) >= stages.index(stage)):
+        raise WorkflowError(f"{key} must be 'base' or an earlier stage with a finetune section, got {ref!r}")
 
 
 CORPUS = Path(workflow.basedir, config["data"]["corpus_dir"])
@@ -62,6 +96,33 @@ def pretrain_outputs():
     return [] if config["base_model"]["path"] else ["results/plots/pretrain_loss.png"]
 
 
+def model_dir(ref):
+    """Folder of the model a config names: 'base', or a stage whose fine-tuned model it is."""
+    return base_model_dir() if ref == "base" else f"results/finetune/{ref}/model"
+
+
+def model_label(ref):
+    return "base" if ref == "base" else f"ft_{ref}"
+
+
+def finetune_stages():
+    return [name for name, stage in config["stages"].items() if "finetune" in stage]
+
+
+def stage_finetune(stage):
+    """The stage's fine-tune settings: the top-level `finetune:` block, then the stage's own overrides."""
+    settings = {"from": "base", **config["finetune"], **config["stages"][stage]["finetune"]}
+    if settings["deepspeed"]:  # relative to the workflow, like data.corpus_dir
+        settings["deepspeed"] = str(Path(workflow.basedir, settings["deepspeed"]))
+    return settings
+
+
+def launcher(settings):
+    """One process runs the script with this Python; several are started by torchrun (gloo or NCCL)."""
+    n = settings["processes"]
+    return PYTHON if n == 1 else f"{PYTHON} -m torch.distributed.run --standalone --nproc_per_node {n}"
+
+
 def search_stages():
     return [name for name, stage in config["stages"].items() if "search" in stage]
 
@@ -73,7 +134,12 @@ def stage_search(stage):
     if config["stages"][stage]["scale"] > settings["halve_above_scale"]:
         for key in ("population", "mutations", "crossovers"):
             settings[key] = max(1, settings[key] // 2)
-    return {**settings, **config["stages"][stage]["search"]}
+    return {"model": "base", **settings, **config["stages"][stage]["search"]}
+
+
+def n_hat_stages():
+    """Stages whose target gets the n̂ study of plain RoPE baselines on the base model (paper Table 2)."""
+    return [stage for stage in search_stages() if stage_search(stage)["mode"] == "plain"]
 
 
 def search_runs():
@@ -83,20 +149,22 @@ def search_runs():
     for stage in search_stages():
         settings = stage_search(stage)
         runs[stage] = (stage, settings)
-        if config["search"]["ablation"] and settings["n_hat"] != [0]:
+        if settings["ablation"] and settings["n_hat"] != [0]:
             runs[f"{stage}_lambda"] = (stage, {**settings, "n_hat": [0]})
     return runs
 
 
 def search_inputs(settings):
-    inputs = {"model": base_model_dir(), "tokens": "results/data/fitness.npy"}
-    if settings["mode"] == "secondary":
+    inputs = {"model": model_dir(settings["model"]), "tokens": "results/data/fitness.npy"}
+    if settings["mode"] in ("secondary", "recovery"):
         inputs["base_factors"] = f"results/search/{settings['base_stage']}/factors.json"
     return inputs
 
 
 def search_label(run):
-    return "longrope_lambda" if run.endswith("_lambda") else "longrope"
+    if run.endswith("_lambda"):
+        return "longrope_lambda"
+    return "longrope_short" if search_runs()[run][1]["mode"] == "recovery" else "longrope"
 
 
 def scaling_spec(method, scale, n_hat=0):

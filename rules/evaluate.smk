@@ -1,5 +1,4 @@
 EVAL_PARAMS = dict(
-    model="base",
     max_samples=EVAL["max_samples"],
     tokens_per_length=EVAL["tokens_per_length"],
     seed=EVAL["seed"],
@@ -16,6 +15,7 @@ rule evaluate_base:
         "results/eval/base/{method}.csv",
     params:
         scalings=lambda w: [(w.method, scaling_spec(w.method, s)) for s in ([1.0] if w.method == "none" else stage_scales())],
+        model="base",
         study="length",
         lengths=EVAL["lengths"],
         beyond_target=EVAL["beyond_target"],
@@ -34,9 +34,10 @@ rule evaluate_base:
 
 
 rule evaluate_search:
-    """Perplexity by length of the base model with a search run's factors, no fine-tuning (paper Table 1)."""
+    """Perplexity by length with a search run's factors on the model they were searched on (no fine-tuning with
+    them yet: paper Table 1 on the base model; a recovery run's scaling is the final model)."""
     input:
-        model=base_model_dir(),
+        model=lambda w: search_inputs(search_runs()[w.run][1])["model"],
         tokens="results/data/evaluation.npy",
         factors="results/search/{run}/factors.json",
     output:
@@ -44,6 +45,7 @@ rule evaluate_search:
     params:
         scalings=[],
         label=lambda w: search_label(w.run),
+        model=lambda w: model_label(search_runs()[w.run][1]["model"]),
         study="length",
         lengths=EVAL["lengths"],
         beyond_target=EVAL["beyond_target"],
@@ -53,6 +55,33 @@ rule evaluate_search:
         "logs/evaluate_search/{run}.log",
     benchmark:
         "benchmarks/evaluate_search/{run}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate_ppl.py"
+
+
+rule evaluate_finetune:
+    """Perplexity by length of a fine-tuned model with the factors it was trained with (paper Tables 5-7)."""
+    input:
+        model="results/finetune/{stage}/model",
+        tokens="results/data/evaluation.npy",
+        factors="results/search/{stage}/factors.json",
+    output:
+        "results/eval/finetune/{stage}.csv",
+    params:
+        scalings=[],
+        label="longrope",
+        model=lambda w: model_label(w.stage),
+        study="length",
+        lengths=EVAL["lengths"],
+        beyond_target=EVAL["beyond_target"],
+        **EVAL_PARAMS,
+    threads: EVAL["threads"]
+    log:
+        "logs/evaluate_finetune/{stage}.log",
+    benchmark:
+        "benchmarks/evaluate_finetune/{stage}.tsv"
     conda:
         ENV
     script:
@@ -70,6 +99,7 @@ rule evaluate_n_hat:
         scalings=lambda w: [(m, scaling_spec(m, config["stages"][w.stage]["scale"], k))
                             for m in ("pi", "dynamic_ntk") for k in EVAL["n_hat_study"]],
         lengths=lambda w: [round(config["stages"][w.stage]["scale"] * L0)],
+        model="base",
         study="n_hat",
         beyond_target=1,
         **EVAL_PARAMS,

@@ -1,10 +1,11 @@
-# One rule per search run, named after the paper's stages: search_128k, search_256k, … (and search_128k_lambda,
-# the λ-only twin, when search.ablation is on).
+# One rule per search run, named after the paper's stages: search_128k, search_256k, … (search_128k_lambda, the
+# λ-only twin, when search.ablation is on; recovery_short for a short-context recovery search).
 for _run, (_stage, _settings) in search_runs().items():
+    _name = f"{'recovery' if _settings['mode'] == 'recovery' else 'search'}_{_run}"
 
     rule:
         name:
-            f"search_{_run}"
+            _name
         input:
             unpack(lambda w, settings=_settings: search_inputs(settings)),
         output:
@@ -23,9 +24,9 @@ for _run, (_stage, _settings) in search_runs().items():
             work_dir=f"results/search/{_run}.work",
         threads: _settings["threads"]
         log:
-            f"logs/search_{_run}.log",
+            f"logs/{_name}.log",
         benchmark:
-            f"benchmarks/search_{_run}.tsv"
+            f"benchmarks/{_name}.tsv"
         conda:
             ENV
         script:

@@ -1,5 +1,6 @@
 """Evolution search of LongRoPE factors (λ per frequency pair, n̂) for one stage on one model."""
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -21,19 +22,25 @@ torch.set_num_threads(snakemake.threads)
 p = snakemake.params
 L0, target = p.original_length, round(p.scale * p.original_length)
 # Secondary search (paper §3.3): search λ₂ for the remaining ratio on top of an earlier stage's λ_ft and keep
-# λ_ft ⊙ λ₂. Plain and recovery searches start from plain RoPE (recovery differs only by its reduced ceiling).
-if p.search["mode"] == "secondary":
-    earlier = json.loads(open(snakemake.input.base_factors).read())
-    carried, ratio = np.asarray(earlier["scaling"]["factors"]), p.scale / earlier["scale"]
-else:
-    carried, ratio = 1.0, p.scale
+# λ_ft ⊙ λ₂. Recovery (paper §3.3, Table 10): search the short factor set, used up to this stage's length, for an
+# earlier stage's long factors (same attention factor, as Phi-3), at L0 and at this stage's length.
+# A plain search starts from plain RoPE.
+mode = p.search["mode"]
+earlier = RopeScaling.from_dict(json.loads(open(snakemake.input.base_factors).read())["scaling"]) if mode != "plain" else None
+carried = np.asarray(earlier.factors) if mode == "secondary" else 1.0
+ratio = p.scale / earlier.scale if mode == "secondary" else p.scale
 cfg = config_from_settings(p.search, ratio)
 model = load_model(snakemake.input.model, attention=p.attention)
 head_dim, base = rope_geometry(model)
-windows = sample_windows(load_tokens(snakemake.input.tokens), target, p.search["samples"], seed=[p.search["seed"], target])
+fitness_lengths = [L0, target] if mode == "recovery" else [target]
+tokens = load_tokens(snakemake.input.tokens)
+windows = [sample_windows(tokens, n, p.search["samples"], seed=[p.search["seed"], n]) for n in fitness_lengths]
 
 
 def scaling(c) -> RopeScaling:
+    if mode == "recovery":
+        return RopeScaling("longrope", L0, earlier.target_length, factors=earlier.factors, n_hat=earlier.n_hat,
+                           short_factors=c.factors, short_length=target)
     return RopeScaling("longrope", L0, target, factors=tuple(carried * np.asarray(c.factors)), n_hat=c.n_hat)
 
 
@@ -42,10 +49,11 @@ rotary = apply_rope_scaling(model, RopeScaling("pi", L0, target)).model.rotary_e
 
 
 def fitness(candidates):
+    """Perplexity at the fitness length; the geometric mean over lengths for a recovery search."""
     scores = []
     for c in candidates:
         rotary.scaling = scaling(c)  # verified once above; swapping the scaling object is all a candidate costs
-        scores.append(perplexity(model, windows).ppl)
+        scores.append(math.exp(np.mean([math.log(perplexity(model, w).ppl) for w in windows])))
     return scores
 
 
@@ -63,7 +71,7 @@ result = search(fitness, seeds, cfg, Path(p.work_dir) / "search_log.jsonl", prog
 bar.close()
 
 best = scaling(result.best)
-np.savetxt(snakemake.output.factors, np.asarray(best.factors))
+np.savetxt(snakemake.output.factors, np.asarray(result.best.factors if mode == "recovery" else best.factors))
 Path(snakemake.output.json).write_text(json.dumps({
     "stage": p.stage, "scaling": best.to_dict(), "attention_factor": best.attention_scale,
     "original_length": L0, "target_length": target, "scale": p.scale, "fitness_ppl": result.best_fitness,

@@ -157,3 +157,39 @@ def test_repatching_a_scaled_model(tiny_model):
     apply_rope_scaling(tiny_model, RopeScaling("pi", 32, 64))
     apply_rope_scaling(tiny_model, RopeScaling("pi", 32, 64, n_hat=4))
     assert tiny_model.model.rotary_emb.scaling.n_hat == 4
+
+
+LONG = [1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 8.0]
+SHORT = [1.0, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.5]
+
+
+def test_export_loads_in_stock_transformers_with_our_logits(tiny_model, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from longrope.model import save_extended
+
+    scaling = RopeScaling("longrope", 32, 256, factors=LONG, short_factors=SHORT, short_length=64)
+    apply_rope_scaling(tiny_model, scaling)
+    save_extended(tiny_model, scaling, tmp_path)
+    stock = AutoModelForCausalLM.from_pretrained(tmp_path, local_files_only=True).eval()
+    ours_loaded = load_model(tmp_path)  # applies longrope_scaling.json
+    assert stock.config.max_position_embeddings == 256
+    long_only = apply_rope_scaling(load_model(tmp_path), RopeScaling("longrope", 32, 256, factors=LONG))
+    for length in (64, 200):  # at the switch length (short set) and past it (long set)
+        ids = torch.randint(0, 258, (1, length), generator=torch.Generator().manual_seed(length))
+        with torch.no_grad():
+            expected = tiny_model(ids).logits
+            assert torch.equal(stock(ids).logits, expected)
+            assert torch.equal(ours_loaded(ids).logits, expected)
+            # the short set is really in use up to the switch length, not the long one
+            assert torch.equal(long_only(ids).logits, expected) == (length > 64)
+
+
+def test_export_keeps_n_hat_for_our_loader_only(tiny_model, tmp_path):
+    from longrope.model import save_extended
+
+    scaling = RopeScaling("longrope", 32, 256, factors=LONG, n_hat=4)
+    save_extended(apply_rope_scaling(tiny_model, scaling), scaling, tmp_path)
+    assert load_model(tmp_path).model.rotary_emb.scaling == scaling
+    with pytest.raises(ValueError, match="only LongRoPE scalings are exported, not 'pi'"):
+        save_extended(tiny_model, RopeScaling("pi", 32, 256), tmp_path)

@@ -237,6 +237,40 @@ def test_longrope_short_positions_match_hf_with_the_short_factors():
     torch.testing.assert_close(sin, hf_sin, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("short_length, n", [(None, 64), (None, 65), (128, 128), (128, 129), (128, 40)])
+def test_two_factor_sets_switch_like_llama_rotary_embedding(short_length, n):
+    # one scaling that carries both sets: the short one up to short_length positions (default L0), as transformers
+    # does up to original_max_position_embeddings when factor and attention_factor are given explicitly
+    ours = RopeScaling("longrope", 64, 256, factors=LONG_8, short_factors=SHORT_8, short_length=short_length)
+    config = LlamaConfig(hidden_size=64, num_attention_heads=4, max_position_embeddings=256, rope_parameters={
+        "rope_theta": 1e4, "rope_type": "longrope", "long_factor": LONG_8, "short_factor": SHORT_8, "factor": 4.0,
+        "attention_factor": ours.attention_scale, "original_max_position_embeddings": ours.switch_length})
+    position_ids = torch.arange(n)[None]
+    hf_cos, hf_sin = LlamaRotaryEmbedding(config)(torch.zeros(1, n, 16), position_ids)
+    cos, sin = ours.cos_sin(position_ids, 16, 1e4)
+    torch.testing.assert_close(cos, hf_cos, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(sin, hf_sin, rtol=1e-6, atol=1e-6)
+    used = SHORT_8 if n <= ours.switch_length else LONG_8
+    expected = RopeScaling("longrope", 64, 256, factors=used).cos_sin(position_ids, 16, 1e4)
+    torch.testing.assert_close((cos, sin), expected, rtol=0, atol=0)
+
+
+def test_two_factor_sets_round_trip_and_validation():
+    both = RopeScaling("longrope", 64, 256, factors=LONG_8, short_factors=SHORT_8, short_length=128)
+    assert RopeScaling.from_dict(json.loads(json.dumps(both.to_dict()))) == both
+    assert torch.equal(both.inv_freq(16, 1e4), both.inv_freq(16, 1e4, seq_len=128))  # no length given: short set
+    with pytest.raises(ValueError, match="short_length is only used together with short_factors"):
+        RopeScaling("longrope", 64, 256, factors=LONG_8, short_length=128)
+    with pytest.raises(ValueError, match="short_length 512 must lie between the original length 64 and the target"):
+        RopeScaling("longrope", 64, 256, factors=LONG_8, short_factors=SHORT_8, short_length=512)
+    with pytest.raises(ValueError, match="short_factors must be non-decreasing; factor 2"):
+        RopeScaling("longrope", 64, 256, factors=LONG_8, short_factors=[1.0, 1.2, 1.1] + [2.0] * 5)
+    with pytest.raises(ValueError, match="short_factors are only used by method 'longrope'"):
+        RopeScaling("pi", 64, 256, short_factors=SHORT_8)
+    with pytest.raises(ValueError, match="expected 8 short_factors for head_dim 16, got 4"):
+        RopeScaling("longrope", 64, 256, factors=LONG_8, short_factors=[1.0] * 4).inv_freq(16, 1e4)
+
+
 SCALED = {m: RopeScaling(m, 64, 256, factors=LONG_8 if m == "longrope" else None) for m in METHODS if m != "none"}
 
 

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import ROOT
 from longrope.data import ByteTokenizer
 from longrope.train import TrainConfig, train
 
@@ -22,46 +24,52 @@ import longrope.train as T
 from longrope.data import ByteTokenizer
 from longrope.model import tiny_llama
 torch.set_num_threads(1)
-work, out, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])
+work, out, delay, backend = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 slow = T.batch_at
 T.batch_at = lambda *a: (time.sleep(delay), slow(*a))[1]
 tokens = np.random.default_rng(0).integers(0, 256, 20000).astype(np.uint16)
 cfg = T.TrainConfig(steps=40, batch_size=4, seq_len=32, lr=3e-3, warmup_steps=5, checkpoint_every=5,
-                    seed=7)
+                    seed=7, weight_decay=0.01)
 model = tiny_llama(258, 32, 2, 2, 64, 500.0, 32, seed=0)
-T.train(model, tokens, ByteTokenizer(), cfg, work, work + "/loss.csv")
-from safetensors.torch import save_model
-save_model(model, out)
+if backend == "deepspeed":
+    from longrope.deepspeed_backend import DeepSpeedBackend
+    backend = DeepSpeedBackend(model, cfg, {"zero_optimization": {"stage": 1}})
+else:
+    backend = T.TorchBackend(model, cfg)
+T.train(model, tokens, ByteTokenizer(), cfg, work, work + "/loss.csv", backend=backend,
+        finish=lambda trained: trained.save_pretrained(out))
 """
 
 
-def run_child(tmp_path, work, out, delay=0.0):
+def run_child(tmp_path, work, out, backend, delay=0.0):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    return subprocess.Popen([sys.executable, str(script), str(work), str(out), str(delay)],
-                            stderr=subprocess.PIPE, text=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_PORT")}
+    return subprocess.Popen([sys.executable, str(script), str(work), str(out), str(delay), backend],
+                            stderr=subprocess.PIPE, text=True, env=env)
 
 
-def test_killed_training_resumes_to_the_same_weights(tmp_path):
-    straight = run_child(tmp_path, tmp_path / "a", tmp_path / "a.safetensors")
+@pytest.mark.parametrize("backend", ["torch", "deepspeed"])
+def test_killed_training_resumes_to_the_same_weights(tmp_path, backend):
+    straight = run_child(tmp_path, tmp_path / "a", tmp_path / "a.out", backend)
     (tmp_path / "a").mkdir()
-    assert straight.wait(timeout=120) == 0, straight.stderr.read()
+    assert straight.wait(timeout=300) == 0, straight.stderr.read()
 
     (tmp_path / "b").mkdir()
-    victim = run_child(tmp_path, tmp_path / "b", tmp_path / "b.safetensors", delay=0.05)
-    deadline = time.time() + 60
+    victim = run_child(tmp_path, tmp_path / "b", tmp_path / "b.out", backend, delay=0.05)
+    deadline = time.time() + 120
     while not (tmp_path / "b" / "latest").is_file() or (tmp_path / "b" / "latest").read_text() < "step-000015":
         assert time.time() < deadline and victim.poll() is None, "child ended before it could be killed"
         time.sleep(0.01)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    assert not (tmp_path / "b.safetensors").exists()
+    assert not (tmp_path / "b.out").exists()
 
-    resumed = run_child(tmp_path, tmp_path / "b", tmp_path / "b.safetensors")
-    assert resumed.wait(timeout=120) == 0
+    resumed = run_child(tmp_path, tmp_path / "b", tmp_path / "b.out", backend)
+    assert resumed.wait(timeout=300) == 0
     assert "resuming from" in resumed.stderr.read()
 
-    a, b = load_file(tmp_path / "a.safetensors"), load_file(tmp_path / "b.safetensors")
+    a, b = (load_file(tmp_path / f"{run}.out" / "model.safetensors") for run in "ab")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     with open(tmp_path / "b" / "loss.csv") as f:
         steps = [int(r["step"]) for r in csv.DictReader(f)]
@@ -124,3 +132,72 @@ def test_batches_are_a_function_of_seed_and_step():
     assert torch.equal(a, batch_at(4, tokens, cfg, ByteTokenizer()))
     assert not torch.equal(a, batch_at(5, tokens, cfg, ByteTokenizer()))
     assert "pass key" in ByteTokenizer().decode(a[-1].tolist())
+
+
+def test_deepspeed_zero1_trains_like_plain_torch(tmp_path):
+    """One DeepSpeed process with ZeRO-1 and our AdamW follows the plain torch run (same batches, same optimiser)."""
+    runs = {b: run_child(tmp_path, tmp_path / b, tmp_path / f"{b}.out", b) for b in ("torch", "deepspeed")}
+    for backend, child in runs.items():
+        (tmp_path / backend).mkdir(exist_ok=True)
+        assert child.wait(timeout=300) == 0, child.stderr.read()
+    plain, zero = (load_file(tmp_path / f"{b}.out" / "model.safetensors") for b in ("torch", "deepspeed"))
+    for name in plain:
+        torch.testing.assert_close(zero[name], plain[name], rtol=1e-4, atol=1e-5)
+    from longrope.model import tiny_llama
+
+    untrained = tiny_llama(258, 32, 2, 2, 64, 500.0, 32, seed=0).state_dict()
+    assert all(not torch.allclose(plain[k], untrained[k]) for k in plain if k.endswith("proj.weight"))
+
+
+def test_gradient_accumulation_equals_the_whole_batch(tiny_model):
+    import copy
+
+    tokens = np.random.default_rng(0).integers(0, 256, 5000).astype(np.uint16)
+    whole = TrainConfig(steps=3, batch_size=4, seq_len=16, lr=1e-3, checkpoint_every=10)
+    micro = TrainConfig(**{**whole.__dict__, "micro_batch_size": 1})
+    assert micro.accumulation(1) == (1, 4) and micro.accumulation(2) == (1, 2) and whole.accumulation(2) == (2, 1)
+    a, b = copy.deepcopy(tiny_model), copy.deepcopy(tiny_model)
+    with tempfile.TemporaryDirectory() as d:
+        train(a, tokens, ByteTokenizer(), whole, Path(d) / "a", Path(d) / "a.csv")
+        train(b, tokens, ByteTokenizer(), micro, Path(d) / "b", Path(d) / "b.csv")
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=name)
+    with pytest.raises(ValueError, match="batch_size 4 does not split into 3 process"):
+        whole.accumulation(3)
+
+
+def test_block_sampling_takes_whole_chunks():
+    from longrope.train import batch_at
+
+    tokens = np.arange(1000)
+    cfg = TrainConfig(steps=5, batch_size=6, seq_len=100, lr=1e-3, sampling="blocks")
+    for step in range(5):
+        batch = batch_at(step, tokens, cfg, ByteTokenizer())
+        assert batch.shape == (6, 101) and (batch[:, 0] % 100 == 0).all()
+        assert (batch[:, -1] <= 999).all()
+
+
+def test_deepspeed_config_is_completed_from_the_training_settings():
+    from longrope.deepspeed_config import fill_deepspeed_config, load_deepspeed_config
+
+    cfg = TrainConfig(steps=5, batch_size=32, seq_len=128, lr=2e-5, betas=(0.9, 0.999), micro_batch_size=1)
+    zero3 = fill_deepspeed_config(load_deepspeed_config(ROOT / "config" / "deepspeed" / "zero3_offload.json"),
+                                  cfg, world_size=8, precision="bf16")
+    assert (zero3["train_batch_size"], zero3["train_micro_batch_size_per_gpu"], zero3["gradient_accumulation_steps"]) == (32, 1, 4)
+    assert zero3["bf16"]["enabled"] is True and zero3["gradient_clipping"] == 1.0
+    assert zero3["optimizer"]["params"] == {"lr": 2e-5, "betas": [0.9, 0.999], "weight_decay": 0.0, "eps": 1e-8}
+    zero1 = fill_deepspeed_config(load_deepspeed_config(ROOT / "config" / "deepspeed" / "zero1.json"), cfg, 1, "fp32")
+    assert zero1["zero_optimization"] == {"stage": 1} and zero1["bf16"]["enabled"] is False
+    with pytest.raises(ValueError, match="DeepSpeed config sets train_batch_size = 64 but the training settings give 32"):
+        fill_deepspeed_config({"train_batch_size": 64}, cfg, 1, "fp32")
+
+
+def test_broken_deepspeed_config_is_named(tmp_path):
+    from longrope.deepspeed_config import load_deepspeed_config
+
+    (tmp_path / "bad.json").write_text("{\"zero_optimization\": ")
+    with pytest.raises(ValueError, match="bad.json is not valid JSON"):
+        load_deepspeed_config(tmp_path / "bad.json")
+    (tmp_path / "list.json").write_text("[1]")
+    with pytest.raises(ValueError, match="must hold a JSON object, got list"):
+        load_deepspeed_config(tmp_path / "list.json")

@@ -3,9 +3,9 @@ import json
 import subprocess
 
 import numpy as np
-
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from conftest import ROOT, snakemake_cmd
@@ -19,7 +19,7 @@ def write_config(tmp_path, edit):
     config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
     edit(config)
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))  # stage order is the recipe order
     return path
 
 
@@ -35,11 +35,11 @@ def test_test_config_runs_end_to_end(tmp_path):
 
     tidy = pd.read_csv(tmp_path / "results" / "tables" / "perplexity.csv")
     assert {"study", "model", "method", "scale", "n_hat", "length", "ppl", "n_samples", "tokens"} <= set(tidy.columns)
-    assert set(tidy["method"]) == set(config["evaluation"]["methods"]) | {"longrope", "longrope_lambda"}
-    study = tidy[tidy["study"] == "n_hat"]  # paper Table 2: PI and dynamic NTK by n̂ at each search target
-    search_stages = {k: v for k, v in config["stages"].items() if "search" in v}
-    assert len(study) == 2 * len(config["evaluation"]["n_hat_study"]) * len(search_stages)
-    assert set(study["length"]) == {v["scale"] * l0 for v in search_stages.values()}
+    assert set(tidy["method"]) == set(config["evaluation"]["methods"]) | {"longrope", "longrope_lambda", "longrope_short"}
+    study = tidy[tidy["study"] == "n_hat"]  # paper Table 2: PI and dynamic NTK by n̂ at each plain search target
+    plain = {k: v for k, v in config["stages"].items() if v.get("search", {"mode": ""}).get("mode", "plain") == "plain"}
+    assert len(study) == 2 * len(config["evaluation"]["n_hat_study"]) * len(plain)
+    assert set(study["length"]) == {v["scale"] * l0 for v in plain.values()}
     tidy = tidy[tidy["study"] == "length"]
     assert (tidy["ppl"] > 1).all() and tidy["ppl"].notna().all()
     assert sorted(tidy[tidy["method"] == "none"]["length"]) == sorted(lengths)
@@ -61,28 +61,74 @@ def test_test_config_runs_end_to_end(tmp_path):
         factors = np.loadtxt(out / "factors.csv")  # the official one-value-per-line format
         assert factors.shape == (head_dim // 2,) and (np.diff(factors) >= 0).all() and factors.min() >= 1
         found = json.loads((out / "factors.json").read_text())
-        assert found["scaling"]["factors"] == pytest.approx(factors.tolist())
+        recovery = spec["search"].get("mode") == "recovery"
+        searched_set = found["scaling"]["short_factors" if recovery else "factors"]
+        assert searched_set == pytest.approx(factors.tolist())
         assert found["scale"] == spec["scale"] and found["target_length"] == spec["scale"] * l0
         assert found["scaling"]["n_hat"] in config["search"]["n_hat"]
+        assert found["model"].endswith(f"finetune/{spec['search']['model']}/model" if "model" in spec["search"]
+                                       else "base/model")
         lines = (out / "search_log.jsonl").read_text().splitlines()
         assert len(lines) == 1 + config["search"]["generations"] + 1  # header + generation 0…T
         halved = spec["scale"] > config["search"]["halve_above_scale"]
         population = config["search"]["population"] // (2 if halved else 1)
         assert json.loads(lines[0])["config"]["population"] == population
         assert (out / "convergence.png").stat().st_size > 10_000
-        searched = tidy[(tidy["method"] == "longrope") & (tidy["scale"] == spec["scale"])]
-        assert searched["length"].max() == min(max(lengths), beyond * spec["scale"] * l0)
+        model = f"ft_{spec['search']['model']}" if "model" in spec["search"] else "base"
+        searched = tidy[tidy["method"].isin(["longrope", "longrope_short"]) & (tidy["model"] == model)
+                        & (tidy["scale"] == found["scaling"]["target_length"] / l0)]
+        assert searched["length"].max() == min(max(lengths), beyond * found["scaling"]["target_length"])
         twin = tmp_path / "results" / "search" / f"{stage}_lambda" / "factors.json"  # λ-only ablation twin
         assert twin.is_file() == ({**config["search"], **spec["search"]}["n_hat"] != [0])
         if spec["search"].get("mode") == "secondary":  # λ_ft ⊙ λ₂: never below the carried factors
             carried = np.loadtxt(tmp_path / "results" / "search" / spec["search"]["base_stage"] / "factors.csv")
             assert (factors >= carried - 1e-9).all()
-        if spec["search"].get("mode") == "recovery":
+        if recovery:  # the short set under a reduced ceiling, paired with base_stage's long set
             assert factors.max() <= spec["search"]["ceiling"]
+            earlier = json.loads((out.parent / spec["search"]["base_stage"] / "factors.json").read_text())
+            assert found["scaling"]["factors"] == earlier["scaling"]["factors"]
+            assert found["scaling"]["short_length"] == spec["scale"] * l0
+
+    for stage, spec in config["stages"].items():  # fine-tuned models: trained, saved with their scaling, evaluated
+        if "finetune" not in spec:
+            continue
+        settings = {**config["finetune"], **spec["finetune"]}
+        out = tmp_path / "results" / "finetune" / stage
+        loss = pd.read_csv(out / "loss.csv")
+        assert list(loss["step"]) == list(range(1, settings["steps"] + 1)) and loss["loss"].notna().all()
+        scaling = json.loads((out / "model" / "longrope_scaling.json").read_text())
+        assert scaling == json.loads((tmp_path / "results" / "search" / stage / "factors.json").read_text())["scaling"]
+        assert json.loads((out / "model" / "config.json").read_text())["rope_parameters"]["rope_type"] == "longrope"
+        backend = "DeepSpeedBackend" if settings.get("deepspeed") else "TorchBackend"
+        assert f"backend: {backend}" in (tmp_path / "logs" / f"finetune_{stage}.log").read_text()
+        rows = tidy[(tidy["model"] == f"ft_{stage}") & (tidy["scale"] == spec["scale"]) & (tidy["method"] == "longrope")]
+        assert rows["length"].max() == min(max(lengths), beyond * spec["scale"] * l0)
+        assert (tmp_path / "results" / "plots" / f"finetune_{stage}_loss.png").stat().st_size > 10_000
+        assert not (tmp_path / "results" / "finetune" / f"{stage}.work").exists()
+
+    # The exported model: stock transformers, no custom code, gives our logits below and above the switch length.
+    from transformers import AutoModelForCausalLM
+
+    from longrope.model import apply_rope_scaling, load_model
+    from longrope.rope import RopeScaling
+
+    final = json.loads((tmp_path / "results" / "search" / config["export"]["stage"] / "factors.json").read_text())
+    scaling = RopeScaling.from_dict(final["scaling"])
+    assert scaling.n_hat == 0 and scaling.short_factors is not None
+    stock = AutoModelForCausalLM.from_pretrained(tmp_path / "results" / "export" / "model", local_files_only=True)
+    ours = apply_rope_scaling(load_model(tmp_path / final["model"]), scaling)
+    for length in (scaling.switch_length, 3 * scaling.switch_length):
+        ids = torch.randint(0, 256, (1, length), generator=torch.Generator().manual_seed(length))
+        with torch.no_grad():
+            assert torch.equal(stock(ids).logits, ours(ids).logits)
 
     tables = tmp_path / "results" / "tables"
-    assert "| scale | length | longrope | best baseline | its ppl | ratio |" in (tables / "search_vs_baselines.md").read_text()
-    assert "| scale | length | PI | λ only | λ + n̂ |" in (tables / "table11_ablation.md").read_text()
+    assert "| model | scale | length | longrope | best baseline | its ppl | ratio |" in (tables / "search_vs_baselines.md").read_text()
+    assert "| model | scale | length | PI | λ only | λ + n̂ |" in (tables / "table11_ablation.md").read_text()
+    recovery = (tables / "table10_short_recovery.md").read_text()
+    assert "| model | factors | scale | 32 (1·L0) | 64 (2·L0) | vs base at L0 |" in recovery
+    assert "| ft_256k | searched λ + short recovery | 8.00 |" in recovery
+    assert "| base | yarn | 8.00 |" in (tables / "extended_models.md").read_text()
     assert "| method | scale | length | 0 | 4 |" in (tables / "table2_n_hat.md").read_text()
 
     assert "| none |" in (tmp_path / "results" / "tables" / "perplexity.md").read_text()
@@ -108,6 +154,16 @@ def test_test_config_runs_end_to_end(tmp_path):
     (lambda c: c["data"].update(train_books=["dickens-*"]), "no book in .* matches 'dickens-\\*'"),
     (lambda c: c["data"].update(tokenizer={"kind": "bpe"}), "vocab_size is required"),
     (lambda c: c["evaluation"].update(methods=["pi", "rope2"]), "rope2"),
+    (lambda c: c["stages"]["256k"]["search"].update(model="512k"),
+     "stages.256k.search.model must be 'base' or an earlier stage with a finetune section, got '512k'"),
+    (lambda c: c["stages"]["128k"]["finetune"].update({"from": "256k"}),
+     "stages.128k.finetune.from must be 'base' or an earlier stage"),
+    (lambda c: c["stages"].update(x={"scale": 2, "finetune": {}}), "stages.x.finetune needs stages.x.search"),
+    (lambda c: c["stages"]["short"]["search"].update(n_hat=[0, 2]), "recovery search keeps base_stage's n̂"),
+    (lambda c: c["stages"]["128k"]["finetune"].update(processes=2), "processes > 1 needs a deepspeed config"),
+    (lambda c: c["stages"]["128k"]["finetune"].update(deepspeed="tests/data/no-such.json"), "no-such.json does not exist"),
+    (lambda c: c["stages"]["128k"]["finetune"].update(step=3), "step"),
+    (lambda c: c["export"].update(stage="4096k"), "export.stage must name a search stage"),
 ])
 def test_bad_config_fails_before_any_job(tmp_path, edit, message):
     import re
@@ -115,6 +171,15 @@ def test_bad_config_fails_before_any_job(tmp_path, edit, message):
     done = run("-n", "--configfile", str(write_config(tmp_path, edit)), "--directory", str(tmp_path), cwd=tmp_path)
     assert done.returncode != 0
     assert re.search(message, done.stdout + done.stderr), (done.stdout + done.stderr)[-2000:]
+    assert not (tmp_path / "results").exists()
+
+
+def test_unparsable_deepspeed_config_fails_before_any_job(tmp_path):
+    broken = tmp_path / "zero.json"
+    broken.write_text('{"zero_optimization": {"stage": 1,}}')
+    path = write_config(tmp_path, lambda c: c["stages"]["256k"]["finetune"].update(deepspeed=str(broken)))
+    done = run("-n", "--configfile", str(path), "--directory", str(tmp_path), cwd=tmp_path)
+    assert done.returncode != 0 and "zero.json is not valid JSON" in done.stdout + done.stderr
     assert not (tmp_path / "results").exists()
 
 

@@ -1,0 +1,85 @@
+"""DeepSpeed for the shared training loop: ZeRO stages, bf16, several processes (gloo on CPU, NCCL on GPUs)."""
+from __future__ import annotations
+
+import os
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from .deepspeed_config import fill_deepspeed_config
+from .model import next_token_nll
+from .train import TrainConfig, parameter_groups
+
+CHECKPOINT_TAG = "deepspeed"
+
+
+def init_process_group() -> None:
+    """Join the launcher's process group (deepspeed, torchrun, srun), or form a group of one."""
+    import deepspeed
+
+    if "RANK" not in os.environ:
+        with socket.socket() as s:  # a free port for the single-process group
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+
+
+class DeepSpeedBackend:
+    """The TorchBackend interface over a DeepSpeed engine; checkpoints are DeepSpeed's own (sharded) format."""
+
+    def __init__(self, model, cfg: TrainConfig, config: dict, precision: str = "fp32"):
+        import deepspeed
+
+        init_process_group()
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        filled = fill_deepspeed_config(config, cfg, self.world_size, precision)
+        optimizer = None if "optimizer" in filled else torch.optim.AdamW(
+            parameter_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
+        self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=filled)
+        self.zero_stage = filled.get("zero_optimization", {}).get("stage", 0)
+
+    def loss(self, ids: torch.Tensor) -> torch.Tensor:
+        return next_token_nll(self.engine.module, ids.to(self.engine.device)).mean()
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.engine.backward(loss)  # DeepSpeed divides by the accumulation steps itself
+
+    def step(self) -> float:
+        self.engine.step()
+        grad_norm = self.engine.get_global_grad_norm()
+        return float(grad_norm) if grad_norm is not None else float("nan")
+
+    def mean(self, value: float) -> float:
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.engine.device)
+        dist.all_reduce(tensor)
+        return tensor.item() / self.world_size
+
+    def barrier(self) -> None:
+        dist.barrier()
+
+    def save(self, folder: Path) -> None:
+        self.engine.save_checkpoint(str(folder), tag=CHECKPOINT_TAG)
+
+    def load(self, folder: Path) -> None:
+        path, _ = self.engine.load_checkpoint(str(folder), tag=CHECKPOINT_TAG)
+        if path is None:
+            raise FileNotFoundError(f"no DeepSpeed checkpoint in {folder}")
+
+    @contextmanager
+    def full_model(self):
+        """ZeRO-3 shards every parameter: gather them for the duration (read-only)."""
+        if self.zero_stage == 3:
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters(list(self.engine.module.parameters()), modifier_rank=None):
+                yield self.engine.module
+        else:
+            yield self.engine.module

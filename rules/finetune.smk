@@ -1,0 +1,72 @@
+# One rule per fine-tune stage (finetune_128k, finetune_256k, …): the stage's searched factors applied to the model
+# it starts from, trained at the stage's length. A shell rule, so `processes > 1` can launch it under torchrun.
+for _stage in finetune_stages():
+    _settings = stage_finetune(_stage)
+
+    rule:
+        name:
+            f"finetune_{_stage}"
+        input:
+            model=model_dir(_settings["from"]),
+            scaling=f"results/search/{_stage}/factors.json",
+            tokens="results/data/train.npy",
+            tokenizer="results/data/tokenizer.json",
+            deepspeed=[_settings["deepspeed"]] if _settings["deepspeed"] else [],
+        output:
+            model=directory(f"results/finetune/{_stage}/model"),
+            loss=f"results/finetune/{_stage}/loss.csv",
+        params:
+            settings=json.dumps(_settings, sort_keys=True),
+            launcher=launcher(_settings),
+            script=SCRIPTS / "finetune.py",
+            # Checkpoints live outside the outputs, so a killed job resumes instead of starting over.
+            work_dir=f"results/finetune/{_stage}.work",
+        threads: _settings["threads"] * _settings["processes"]
+        log:
+            f"logs/finetune_{_stage}.log",
+        benchmark:
+            f"benchmarks/finetune_{_stage}.tsv"
+        conda:
+            ENV
+        shell:
+            "{params.launcher} {params.script} --model {input.model} --scaling {input.scaling} --tokens {input.tokens}"
+            " --tokenizer {input.tokenizer} --out {output.model} --loss {output.loss} --work-dir {params.work_dir}"
+            " --settings '{params.settings}' > {log} 2>&1"
+
+
+rule plot_finetune_loss:
+    input:
+        "results/finetune/{stage}/loss.csv",
+    output:
+        report("results/plots/finetune_{stage}_loss.png", caption="../report/finetune_loss.rst", category="Training"),
+    log:
+        "logs/plot_finetune_loss/{stage}.log",
+    benchmark:
+        "benchmarks/plot_finetune_loss/{stage}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/plot_loss.py"
+
+
+if "export" in config:
+
+    rule export:
+        """The extended model as a Hugging Face checkpoint: long and short factor sets and the attention factor in
+        config.json (stock transformers loads it), the exact scaling with n̂ in longrope_scaling.json."""
+        input:
+            model=model_dir(stage_search(config["export"]["stage"])["model"]),
+            scaling=f"results/search/{config['export']['stage']}/factors.json",
+            tokenizer="results/data/tokenizer.json",
+        output:
+            directory("results/export/model"),
+        params:
+            attention=EVAL["attention"],
+        log:
+            "logs/export.log",
+        benchmark:
+            "benchmarks/export.tsv"
+        conda:
+            ENV
+        script:
+            "../scripts/export_model.py"

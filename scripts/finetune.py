@@ -1,0 +1,65 @@
+"""Fine-tune a model at a stage's length with the stage's searched RoPE factors (paper §3.3, §4.1).
+
+A command-line script rather than a Snakemake `script:` so that `torchrun` or `deepspeed` can launch it on several
+processes; the rule passes every setting. A rerun resumes from the last checkpoint in --work-dir.
+"""
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from longrope.data import load_tokenizer, load_tokens
+from longrope.model import apply_rope_scaling, load_model, save_extended
+from longrope.rope import RopeScaling
+from longrope.train import TorchBackend, TrainConfig, train
+
+TRAIN_KEYS = ("steps", "batch_size", "micro_batch_size", "lr", "warmup_steps", "schedule", "min_lr_ratio", "betas",
+              "weight_decay", "grad_clip", "seed", "checkpoint_every", "passkey_fraction", "sampling")
+
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--model", required=True, help="folder of the model to start from")
+parser.add_argument("--scaling", required=True, help="the stage's factors.json (from its search)")
+parser.add_argument("--tokens", required=True)
+parser.add_argument("--tokenizer", required=True)
+parser.add_argument("--out", required=True, help="folder for the fine-tuned model")
+parser.add_argument("--loss", required=True, help="loss log CSV")
+parser.add_argument("--work-dir", required=True, help="checkpoints; a rerun resumes from here")
+parser.add_argument("--settings", required=True, help="the stage's fine-tune settings as JSON")
+args = parser.parse_args()
+
+settings = json.loads(args.settings)
+torch.set_num_threads(settings["threads"])
+scaling = RopeScaling.from_dict(json.loads(Path(args.scaling).read_text())["scaling"])
+cfg = TrainConfig(seq_len=settings.get("seq_len") or scaling.target_length, **{k: settings[k] for k in TRAIN_KEYS})
+gpu = torch.cuda.is_available()
+precision = {"auto": "bf16" if gpu else "fp32"}.get(settings["precision"], settings["precision"])
+# Everything that can be wrong is checked before the first step: the DeepSpeed JSON, the model folder, and that
+# the factors fit this model's head size and really change its forward.
+if settings["deepspeed"]:
+    from longrope.deepspeed_backend import DeepSpeedBackend
+    from longrope.deepspeed_config import load_deepspeed_config
+
+    deepspeed_config = load_deepspeed_config(settings["deepspeed"])
+model = load_model(args.model, attention=settings["attention"])
+apply_rope_scaling(model, scaling)
+if settings["gradient_checkpointing"] is True or (settings["gradient_checkpointing"] == "auto" and gpu):
+    model.gradient_checkpointing_enable()
+print(f"fine-tuning {args.model} at {cfg.seq_len} tokens with {args.scaling} ({precision}); {cfg}", file=sys.stderr)
+
+backend = (DeepSpeedBackend(model, cfg, deepspeed_config, precision) if settings["deepspeed"]
+           else TorchBackend(model, cfg, precision))
+tokenizer = load_tokenizer(args.tokenizer)
+print(f"backend: {type(backend).__name__}, {backend.world_size} process(es)", file=sys.stderr)
+
+
+def save(trained):
+    save_extended(trained, scaling, args.out)
+    shutil.copy(args.tokenizer, Path(args.out) / "tokenizer.json")
+
+
+train(model, load_tokens(args.tokens), tokenizer, cfg, args.work_dir, args.loss, backend=backend, finish=save)
+if backend.rank == 0:
+    shutil.rmtree(args.work_dir)

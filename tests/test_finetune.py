@@ -1,0 +1,62 @@
+"""scripts/finetune.py: bad inputs fail before the first step with one clear message and leave no output."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from longrope.data import ByteTokenizer
+from longrope.rope import RopeScaling
+
+SETTINGS = {"steps": 4, "batch_size": 2, "micro_batch_size": None, "seq_len": None, "lr": 1e-3, "warmup_steps": 1,
+            "schedule": "linear", "min_lr_ratio": 0.0, "betas": [0.9, 0.999], "weight_decay": 0.0, "grad_clip": 1.0,
+            "seed": 42, "checkpoint_every": 2, "passkey_fraction": 0.0, "sampling": "blocks", "deepspeed": None,
+            "processes": 1, "precision": "auto", "gradient_checkpointing": "auto", "attention": "auto", "threads": 1}
+
+
+@pytest.fixture
+def inputs(tmp_path, tiny_model):
+    tiny_model.save_pretrained(tmp_path / "model")
+    np.save(tmp_path / "tokens.npy", np.random.default_rng(0).integers(0, 256, 5000).astype(np.uint16))
+    ByteTokenizer().save(tmp_path / "tokenizer.json")
+    return tmp_path
+
+
+def finetune(tmp_path, factors, settings=None, model="model"):
+    (tmp_path / "factors.json").write_text(json.dumps({"scaling": RopeScaling(
+        "longrope", 32, 64, factors=factors).to_dict()}))
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "finetune.py"), "--model", str(tmp_path / model),
+         "--scaling", str(tmp_path / "factors.json"), "--tokens", str(tmp_path / "tokens.npy"),
+         "--tokenizer", str(tmp_path / "tokenizer.json"), "--out", str(tmp_path / "out"),
+         "--loss", str(tmp_path / "loss.csv"), "--work-dir", str(tmp_path / "work"),
+         "--settings", json.dumps({**SETTINGS, **(settings or {})})],
+        capture_output=True, text=True, timeout=300)
+
+
+def test_finetune_saves_the_model_with_its_scaling(inputs):
+    done = finetune(inputs, [1.0, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.0])
+    assert done.returncode == 0, done.stderr[-2000:]
+    saved = json.loads((inputs / "out" / "longrope_scaling.json").read_text())
+    assert saved["factors"] == [1.0, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.0] and saved["target_length"] == 64
+    assert (inputs / "out" / "tokenizer.json").is_file() and not (inputs / "work").exists()
+    assert len((inputs / "loss.csv").read_text().splitlines()) == 1 + SETTINGS["steps"]
+
+
+@pytest.mark.parametrize("factors, settings, model, message", [
+    ([1.0, 2.0, 2.0, 2.0], None, "model", "expected 8 factors for head_dim 16, got 4"),
+    ([1.0] * 8, None, "missing", "model directory .*missing does not exist"),
+    ([1.0] * 8, {"deepspeed": "broken.json"}, "model", "broken.json is not valid JSON"),
+    ([1.0] * 8, {"batch_size": 3, "micro_batch_size": 2}, "model", "batch_size 3 does not split"),
+])
+def test_bad_input_fails_before_training(inputs, factors, settings, model, message):
+    import re
+
+    (inputs / "broken.json").write_text("{")
+    if settings and "deepspeed" in settings:
+        settings = {"deepspeed": str(inputs / settings["deepspeed"])}
+    done = finetune(inputs, factors, settings, model)
+    assert done.returncode != 0 and re.search(message, done.stderr), done.stderr[-2000:]
+    assert not (inputs / "out").exists() and not (inputs / "loss.csv").exists()
