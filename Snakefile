@@ -21,8 +21,10 @@ include: "rules/report.smk"
 
 rule all:
     input:
-        "results/tables/perplexity.md",
-        "results/plots/perplexity_base.png",
+        "results/tables/perplexity.csv",
+        "results/plots/perplexity.png",
+        "results/plots/passkey_heatmap.png",
+        "results/plots/factors.png",
         pretrain_outputs(),
         expand("results/plots/finetune_{stage}_loss.png", stage=finetune_stages()),
         ["results/export/model"] if "export" in config else [],

@@ -185,7 +185,7 @@ def passkey_prompt(tokenizer, length: int, depth: float, key: int, with_task: bo
 
 def passkey_training_example(tokenizer, length: int, rng: np.random.Generator) -> np.ndarray:
     """`length` tokens: a passkey prompt followed by its answer, for mixing into pretraining."""
-    key = int(rng.integers(1, 50000))
+    key = int(rng.integers(10000, 100000))  # five digits, as the evaluation keys
     answer_room = len(tokenizer.encode(f" {key}."))
     p = passkey_prompt(tokenizer, length - answer_room, float(rng.random()), key, with_task=False)
     ids = p.prompt + p.answer

@@ -5,6 +5,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
@@ -24,9 +25,21 @@ def markdown(frame: pd.DataFrame, digits: int = 2) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
 
 
+def latex(frame: pd.DataFrame, digits: int = 2) -> str:
+    """The same table as `markdown`, as a LaTeX tabular (booktabs rules)."""
+    frame = frame.reset_index()
+    escape = lambda v: str(v).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")  # noqa: E731
+    cells = [[("" if pd.isna(v) else f"{v:.{digits}f}" if isinstance(v, float) else escape(v)) for v in row]
+             for row in frame.itertuples(index=False)]
+    lines = [r"\begin{tabular}{" + "l" * len(frame.columns) + "}", r"\toprule",
+             " & ".join(escape(c) for c in frame.columns) + r" \\", r"\midrule"]
+    lines += [" & ".join(row) + r" \\" for row in cells]
+    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"]) + "\n"
+
+
 def perplexity_by_length(tidy: pd.DataFrame, original_length: int) -> pd.DataFrame:
-    """Paper Table 1 layout: one row per (model, method, scale) with n̂ = 0, one column per length."""
-    tidy = tidy[tidy["study"] == "length"]
+    """Paper Table 1 layout: the base model, one row per (method, scale), one column per length."""
+    tidy = tidy[(tidy["study"] == "length") & (tidy["model"] == "base")]
     tidy = tidy.assign(row=[scaling_label(m, s) for m, s in zip(tidy["method"], tidy["scale"])])
     order = tidy.drop_duplicates("row").sort_values(["model", "scale", "method"])
     wide = tidy.pivot_table(index=["model", "row"], columns="length", values="ppl", aggfunc="first")
@@ -85,13 +98,23 @@ def short_recovery(tidy: pd.DataFrame, original_length: int) -> pd.DataFrame:
     return short.assign(**{"vs base at L0": short.iloc[:, 0] / base})
 
 
+def passkey_table(passkey: pd.DataFrame) -> pd.DataFrame:
+    """Passkey accuracy (mean over needle depths) by model, method, scale and length (paper Fig. 4 as a table)."""
+    return passkey.pivot_table(index=["model", "method", "scale"], columns="length", values="accuracy", aggfunc="mean")
+
+
+def needle_table(needles: pd.DataFrame) -> pd.DataFrame:
+    """RULER-style string_match_all score by model, method, task and length."""
+    return needles.pivot_table(index=["model", "method", "task"], columns="length", values="score", aggfunc="mean")
+
+
 def n_hat_effect(tidy: pd.DataFrame) -> pd.DataFrame:
     """Paper Table 2: PI and dynamic NTK perplexity at each stage's target length by n̂."""
     return tidy[tidy["study"] == "n_hat"].pivot_table(index=["method", "scale", "length"], columns="n_hat", values="ppl", aggfunc="first")
 
 
-def plot_perplexity(tidy: pd.DataFrame, original_length: int, path: str) -> None:
-    """Perplexity against length (log axes): one panel per scale, one line per method, plain RoPE in each."""
+def plot_perplexity(tidy: pd.DataFrame, original_length: int, path: str, dpi: int = 120) -> None:
+    """Perplexity against length (log axes): one panel per scale, one line per (model, method), plain RoPE in each."""
     tidy = tidy[tidy["study"] == "length"]
     scales = sorted(s for s in tidy["scale"].unique() if s > 1) or [1.0]
     none = tidy[tidy["method"] == "none"]
@@ -107,7 +130,42 @@ def plot_perplexity(tidy: pd.DataFrame, original_length: int, path: str) -> None
     axes[0][0].set_ylabel("perplexity (held-out)")
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
+def plot_passkey(passkey: pd.DataFrame, original_length: int, path: str, dpi: int = 120, cmap: str = "viridis") -> None:
+    """One heat-map per (model, method, scale): needle depth against length, colour = accuracy."""
+    subjects = list(passkey.groupby(["model", "method", "scale"], sort=False))
+    fig, axes = plt.subplots(1, len(subjects), figsize=(3.2 * len(subjects), 3.2), squeeze=False, sharey=True)
+    for ax, ((model, method, scale), rows) in zip(axes[0], subjects):
+        grid = rows.pivot_table(index="depth", columns="length", values="accuracy")
+        image = ax.imshow(grid.values, vmin=0, vmax=1, cmap=cmap, aspect="auto", origin="lower")
+        for (i, j), value in np.ndenumerate(grid.values):
+            ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=7, color="w" if value < 0.5 else "k")
+        ax.set_xticks(range(len(grid.columns)), [f"{n / original_length:g}" for n in grid.columns])
+        ax.set_yticks(range(len(grid.index)), [f"{d:.0%}" for d in grid.index])
+        ax.set(xlabel="length (× L0)", title=f"{model}\n{scaling_label(method, scale)}")
+    axes[0][0].set_ylabel("needle depth")
+    fig.colorbar(image, ax=axes[0].tolist(), label="passkey accuracy")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_factors(runs: dict[str, list[float]], references: dict[str, dict[str, list[float]]], path: str,
+                 dpi: int = 120) -> None:
+    """λ against frequency-pair index for every search run (log y), with PI, NTK and YaRN at the same scale."""
+    fig, axes = plt.subplots(1, len(runs), figsize=(4 * len(runs), 3.4), squeeze=False, sharey=True)
+    for ax, (run, factors) in zip(axes[0], runs.items()):
+        for method, values in references[run].items():
+            ax.plot(values, ls="--", lw=1, label=method)
+        ax.plot(factors, marker="o", ms=3, c="k", label="searched λ")
+        ax.set(yscale="log", xlabel="frequency pair i (high → low frequency)", title=run)
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel("rescale factor λ_i")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
 
 

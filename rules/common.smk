@@ -16,6 +16,7 @@ PYTHON = sys.executable
 SCRIPTS = Path(workflow.basedir, "scripts")
 L0 = config["base_model"]["original_length"]
 EVAL = config["evaluation"]
+PLOTS = config["plots"]
 
 
 def _check_config():
@@ -170,6 +171,37 @@ def search_label(run):
 def scaling_spec(method, scale, n_hat=0):
     """A RopeScaling as a plain dict (rule params must be plain data to be tracked)."""
     return {"method": method, "original_length": L0, "target_length": round(scale * L0), "n_hat": n_hat}
+
+
+def final_scale():
+    return max(float(s["scale"]) for s in config["stages"].values())
+
+
+def retrieval_subjects():
+    """Passkey and needle subjects, name -> model label, model folder, method, and factors file or scaling: the
+    base model under plain RoPE and each of evaluation.passkey.baselines at the final scale, every fine-tuned
+    model with its factors, and the exported model."""
+    subjects = {}
+    for method in ["none", *EVAL["passkey"]["baselines"]]:
+        scaling = scaling_spec(method, 1.0 if method == "none" else final_scale())
+        subjects[f"base_{method}"] = dict(model="base", path=base_model_dir(), method=method, scaling=scaling)
+    for stage in finetune_stages():
+        subjects[f"ft_{stage}"] = dict(model=model_label(stage), path=model_dir(stage), method="longrope",
+                                       factors=f"results/search/{stage}/factors.json")
+    if "export" in config:
+        run = config["export"]["stage"]
+        ref = stage_search(run)["model"]
+        subjects["final"] = dict(model=model_label(ref), path=model_dir(ref), method=search_label(run),
+                                 factors=f"results/search/{run}/factors.json")
+    return subjects
+
+
+def retrieval_inputs(subject):
+    chosen = retrieval_subjects()[subject]
+    inputs = {"model": chosen["path"], "tokenizer": "results/data/tokenizer.json"}
+    if "factors" in chosen:
+        inputs["factors"] = chosen["factors"]
+    return inputs
 
 
 def stage_scales():

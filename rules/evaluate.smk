@@ -1,4 +1,7 @@
 EVAL_PARAMS = dict(
+    mode=EVAL["mode"],
+    stride=EVAL["stride"],
+    document_length=EVAL["document_length"],
     max_samples=EVAL["max_samples"],
     tokens_per_length=EVAL["tokens_per_length"],
     seed=EVAL["seed"],
@@ -112,3 +115,29 @@ rule evaluate_n_hat:
         ENV
     script:
         "../scripts/evaluate_ppl.py"
+
+
+rule evaluate_retrieval:
+    """Passkey retrieval (lengths × needle depths, seeded keys) and RULER-style needle tasks (paper Fig. 4, §5)."""
+    input:
+        unpack(lambda w: retrieval_inputs(w.subject)),
+    output:
+        passkey="results/eval/retrieval/{subject}.passkey.csv",
+        needles="results/eval/retrieval/{subject}.needles.csv",
+    params:
+        scaling=lambda w: retrieval_subjects()[w.subject].get("scaling"),
+        label=lambda w: retrieval_subjects()[w.subject]["method"],
+        model=lambda w: retrieval_subjects()[w.subject]["model"],
+        passkey=EVAL["passkey"],
+        needles=EVAL["needles"],
+        beyond_target=EVAL["beyond_target"],
+        attention=EVAL["attention"],
+    threads: EVAL["threads"]
+    log:
+        "logs/evaluate_retrieval/{subject}.log",
+    benchmark:
+        "benchmarks/evaluate_retrieval/{subject}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate_retrieval.py"

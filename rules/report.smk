@@ -1,32 +1,91 @@
-localrules: perplexity_table, plot_pretrain_loss
+localrules: tables, plot_perplexity, plot_passkey, plot_factors, plot_pretrain_loss, plot_finetune_loss
+
+# Paper-style tables, each written as CSV, Markdown and LaTeX from the tidy results (scripts/make_tables.py).
+TABLES = ["table1_perplexity", "search_vs_baselines", "table2_n_hat", "table5_extended_models",
+          "table10_short_recovery", "table11_ablation", "passkey_accuracy", "needle_scores"]
 
 
-rule perplexity_table:
+rule tables:
     input:
-        expand("results/eval/base/{method}.csv", method=EVAL["methods"]),
-        expand("results/eval/search/{run}.csv", run=search_runs()),
-        expand("results/eval/n_hat/{stage}.csv", stage=n_hat_stages()),
-        expand("results/eval/finetune/{stage}.csv", stage=finetune_stages()),
+        perplexity=[
+            *expand("results/eval/base/{method}.csv", method=EVAL["methods"]),
+            *expand("results/eval/search/{run}.csv", run=search_runs()),
+            *expand("results/eval/n_hat/{stage}.csv", stage=n_hat_stages()),
+            *expand("results/eval/finetune/{stage}.csv", stage=finetune_stages()),
+        ],
+        passkey=expand("results/eval/retrieval/{subject}.passkey.csv", subject=retrieval_subjects()),
+        needles=expand("results/eval/retrieval/{subject}.needles.csv", subject=retrieval_subjects()),
     output:
-        csv="results/tables/perplexity.csv",
-        md="results/tables/perplexity.md",
-        search="results/tables/search_vs_baselines.md",
-        ablation="results/tables/table11_ablation.md",
-        n_hat="results/tables/table2_n_hat.md",
-        extended="results/tables/extended_models.md",
-        recovery="results/tables/table10_short_recovery.md",
-        plot=report("results/plots/perplexity_base.png", caption="../report/perplexity.rst", category="Perplexity"),
+        perplexity=report("results/tables/perplexity.csv", caption="../report/tidy.rst", category="Tables"),
+        passkey=report("results/tables/passkey.csv", caption="../report/tidy.rst", category="Tables"),
+        needles=report("results/tables/needles.csv", caption="../report/tidy.rst", category="Tables"),
+        tables=expand("results/tables/{name}.{ext}", name=TABLES, ext=["csv", "md", "tex"]),
     params:
+        names=TABLES,
         original_length=L0,
         search_scales=sorted({float(config["stages"][s]["scale"]) for s in search_stages()}),
     log:
-        "logs/perplexity_table.log",
+        "logs/tables.log",
     benchmark:
-        "benchmarks/perplexity_table.tsv"
+        "benchmarks/tables.tsv"
     conda:
         ENV
     script:
-        "../scripts/perplexity_table.py"
+        "../scripts/make_tables.py"
+
+
+rule plot_perplexity:
+    input:
+        "results/tables/perplexity.csv",
+    output:
+        report("results/plots/perplexity.png", caption="../report/perplexity.rst", category="Perplexity"),
+    params:
+        original_length=L0,
+        style=PLOTS["perplexity"],
+    log:
+        "logs/plot_perplexity.log",
+    benchmark:
+        "benchmarks/plot_perplexity.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/plot_results.py"
+
+
+rule plot_passkey:
+    input:
+        "results/tables/passkey.csv",
+    output:
+        report("results/plots/passkey_heatmap.png", caption="../report/passkey.rst", category="Retrieval"),
+    params:
+        original_length=L0,
+        style=PLOTS["passkey"],
+    log:
+        "logs/plot_passkey.log",
+    benchmark:
+        "benchmarks/plot_passkey.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/plot_results.py"
+
+
+rule plot_factors:
+    input:
+        factors=expand("results/search/{stage}/factors.json", stage=search_stages()),
+        model=base_model_dir(),
+    output:
+        report("results/plots/factors.png", caption="../report/factors.rst", category="Search"),
+    params:
+        style=PLOTS["factors"],
+    log:
+        "logs/plot_factors.log",
+    benchmark:
+        "benchmarks/plot_factors.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/plot_results.py"
 
 
 rule plot_pretrain_loss:

@@ -1,5 +1,6 @@
 """Perplexity by length of one model under a list of RoPE scalings (baselines, a search's factors, n̂ variants).
-Each scaling is evaluated at the lengths up to `beyond_target` × its target; plain RoPE at every length."""
+Each scaling is evaluated at the lengths up to `beyond_target` × its target; plain RoPE at every length.
+Samples come from the held-out evaluation text, drawn by seed (never the search-fitness half)."""
 import json
 import sys
 import time
@@ -8,7 +9,7 @@ import pandas as pd
 import torch
 
 from longrope.data import load_tokens, sample_windows, samples_for_length
-from longrope.evaluate import perplexity
+from longrope.evaluate import perplexity, sliding_perplexity
 from longrope.model import apply_rope_scaling, load_model
 from longrope.rope import RopeScaling
 
@@ -25,10 +26,14 @@ rows = []
 for label, scaling in scalings:
     apply_rope_scaling(model, scaling)
     for length in [n for n in p.lengths if scaling.method == "none" or n <= p.beyond_target * scaling.target_length]:
-        n = samples_for_length(length, p.max_samples, p.tokens_per_length)
-        windows = sample_windows(tokens, length, n, seed=[p.seed, length])
         t0 = time.time()
-        result = perplexity(model, windows)
+        if p.mode == "sliding":  # windows of `length` every `stride` tokens over whole documents
+            span = p.document_length or 2 * length
+            n = samples_for_length(span, p.max_samples, p.tokens_per_length)
+            result = sliding_perplexity(model, sample_windows(tokens, span, n, seed=[p.seed, span]), length, p.stride)
+        else:  # truncate: one window of `length` per sample
+            n = samples_for_length(length, p.max_samples, p.tokens_per_length)
+            result = perplexity(model, sample_windows(tokens, length, n, seed=[p.seed, length]))
         rows.append({"study": p.study, "model": p.model, "method": label, "scale": scaling.scale, "n_hat": scaling.n_hat,
                      "length": length, "ppl": result.ppl, "n_samples": result.n_samples, "tokens": result.tokens,
                      "seconds": round(time.time() - t0, 3)})

@@ -31,7 +31,7 @@ carried = np.asarray(earlier.factors) if mode == "secondary" else 1.0
 ratio = p.scale / earlier.scale if mode == "secondary" else p.scale
 cfg = config_from_settings(p.search, ratio)
 model = load_model(snakemake.input.model, attention=p.attention)
-head_dim, base = rope_geometry(model)
+head_dim, base = rope_geometry(model.config)
 fitness_lengths = [L0, target] if mode == "recovery" else [target]
 tokens = load_tokens(snakemake.input.tokens)
 windows = [sample_windows(tokens, n, p.search["samples"], seed=[p.search["seed"], n]) for n in fitness_lengths]

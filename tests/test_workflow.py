@@ -15,6 +15,16 @@ def run(*args, cwd):
     return subprocess.run(snakemake_cmd(*args), cwd=cwd, capture_output=True, text=True, timeout=900)
 
 
+def scheduled(dry_run) -> set[str]:
+    """Rule names in a dry run's job-stats table."""
+    assert dry_run.returncode == 0, dry_run.stderr[-2000:]
+    text = dry_run.stdout + dry_run.stderr
+    if "Nothing to be done" in text:
+        return set()
+    table = text.split("Job stats:")[1].split("total")[0].splitlines()[3:]
+    return {line.split()[0] for line in table if line.strip()}
+
+
 def write_config(tmp_path, edit):
     config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
     edit(config)
@@ -123,16 +133,31 @@ def test_test_config_runs_end_to_end(tmp_path):
             assert torch.equal(stock(ids).logits, ours(ids).logits)
 
     tables = tmp_path / "results" / "tables"
+    for name in ("table1_perplexity", "search_vs_baselines", "table2_n_hat", "table5_extended_models",
+                 "table10_short_recovery", "table11_ablation", "passkey_accuracy", "needle_scores"):
+        assert {(tables / f"{name}.{ext}").stat().st_size > 50 for ext in ("csv", "md", "tex")} == {True}
+        assert (tables / f"{name}.tex").read_text().count(r"\begin{tabular}") == 1
     assert "| model | scale | length | longrope | best baseline | its ppl | ratio |" in (tables / "search_vs_baselines.md").read_text()
     assert "| model | scale | length | PI | λ only | λ + n̂ |" in (tables / "table11_ablation.md").read_text()
+    assert "| method | scale | length | 0 | 4 |" in (tables / "table2_n_hat.md").read_text()
+    assert "| base | none |" in (tables / "table1_perplexity.md").read_text()
     recovery = (tables / "table10_short_recovery.md").read_text()
     assert "| model | factors | scale | 32 (1·L0) | 64 (2·L0) | vs base at L0 |" in recovery
     assert "| ft_256k | searched λ + short recovery | 8.00 |" in recovery
-    assert "| base | yarn | 8.00 |" in (tables / "extended_models.md").read_text()
-    assert "| method | scale | length | 0 | 4 |" in (tables / "table2_n_hat.md").read_text()
+    assert "| base | yarn | 8.00 |" in (tables / "table5_extended_models.md").read_text()
 
-    assert "| none |" in (tmp_path / "results" / "tables" / "perplexity.md").read_text()
-    for plot in ("perplexity_base.png", "pretrain_loss.png"):
+    passkey, needles = pd.read_csv(tables / "passkey.csv"), pd.read_csv(tables / "needles.csv")
+    settings = config["evaluation"]["passkey"]
+    subjects = {("base", "none"), *(("base", m) for m in settings["baselines"]), ("ft_128k", "longrope"),
+                ("ft_256k", "longrope"), ("ft_256k", "longrope_short")}
+    assert set(zip(passkey["model"], passkey["method"])) == subjects
+    assert set(passkey["depth"]) == set(settings["depths"]) and (passkey["trials"] == settings["trials"]).all()
+    assert passkey["accuracy"].between(0, 1).all() and needles["score"].between(0, 1).all()
+    assert set(needles["task"]) == {"niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery",
+                                    "variable_tracking"}
+
+    for plot in ("perplexity.png", "pretrain_loss.png", "passkey_heatmap.png", "factors.png",
+                 "finetune_128k_loss.png"):
         assert (tmp_path / "results" / "plots" / plot).stat().st_size > 10_000
     model_config = yaml.safe_load((tmp_path / "results" / "base" / "model" / "config.json").read_text())
     assert model_config["rope_parameters"]["rope_theta"] == config["pretrain"]["model"]["rope_theta"]
@@ -140,6 +165,24 @@ def test_test_config_runs_end_to_end(tmp_path):
     for rule in ("tokenizer", "token_ids", "pretrain_base", "evaluate_base/pi"):
         assert (tmp_path / "benchmarks" / f"{rule}.tsv").is_file()
     assert not (tmp_path / "results" / "base" / "pretrain_work").exists()  # checkpoints cleaned up
+
+    # The HTML report holds every registered plot and table.
+    built = run("--report", "report.html", "--configfile", str(ROOT / "config" / "test.yaml"),
+                "--directory", str(tmp_path), cwd=tmp_path)
+    assert built.returncode == 0, built.stderr[-2000:]
+    html = (tmp_path / "report.html").read_text(errors="replace")
+    for name in ("passkey_heatmap.png", "factors.png", "perplexity.png", "convergence.png", "passkey.csv"):
+        assert name in html
+
+    # Config-driven regeneration: an evaluation length reruns only evaluation and reporting jobs; a plot
+    # setting reruns only that plot.
+    lengths = write_config(tmp_path, lambda c: c["evaluation"].update(lengths=[32, 64, 128]))
+    jobs = scheduled(run("-n", "--configfile", str(lengths), "--directory", str(tmp_path), cwd=tmp_path))
+    assert "evaluate_base" in jobs and "tables" in jobs
+    assert all(j.startswith(("evaluate_", "plot_")) or j in ("tables", "all") for j in jobs), jobs
+    colour = write_config(tmp_path, lambda c: c["plots"]["passkey"].update(cmap="viridis"))
+    assert scheduled(run("-n", "--configfile", str(colour), "--directory", str(tmp_path), cwd=tmp_path)) == {
+        "plot_passkey", "all"}
 
     again = run("-n", "--cores", "2", "--configfile", str(ROOT / "config" / "test.yaml"),
                 "--directory", str(tmp_path), cwd=tmp_path)

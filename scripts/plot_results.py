@@ -1,0 +1,30 @@
+"""The paper-style plots: perplexity against length, the passkey heat-map, λ per frequency pair."""
+import json
+import sys
+
+import pandas as pd
+
+from longrope.model import rope_geometry
+from longrope.report import plot_factors, plot_passkey, plot_perplexity
+from longrope.rope import RopeScaling, equivalent_factors
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+p, out = snakemake.params, snakemake.output[0]
+if snakemake.rule == "plot_perplexity":
+    plot_perplexity(pd.read_csv(snakemake.input[0]), p.original_length, out, **p.style)
+elif snakemake.rule == "plot_passkey":
+    plot_passkey(pd.read_csv(snakemake.input[0]), p.original_length, out, **p.style)
+else:  # plot_factors: the searched set of each stage (the short set for a recovery), PI/NTK/YaRN at its scale
+    from transformers import AutoConfig
+
+    head_dim, base = rope_geometry(AutoConfig.from_pretrained(snakemake.input.model))
+    runs, references = {}, {}
+    for path in snakemake.input.factors:
+        found = json.loads(open(path).read())
+        scaling = RopeScaling.from_dict(found["scaling"])
+        name = f"{found['stage']} (s = {found['scale']:g})"
+        runs[name] = list(scaling.short_factors or scaling.factors)
+        references[name] = {m: equivalent_factors(RopeScaling(m, found["original_length"], found["target_length"]),
+                                                  head_dim, base).tolist() for m in ("pi", "ntk", "yarn")}
+    plot_factors(runs, references, out, **p.style)
