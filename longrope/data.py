@@ -160,13 +160,16 @@ class PasskeyPrompt:
 
 
 def passkey_prompt(tokenizer, length: int, depth: float, key: int, with_task: bool = True) -> PasskeyPrompt:
-    """A prompt of at most `length` tokens with the needle at `depth` (0 = start, 1 = end) of the filler.
+    """A prompt with the needle at `depth` (0 = start, 1 = end) of the filler, such that prompt and answer
+    together take at most `length` tokens (so the answer is decoded within the length under test).
 
     The filler is sized by bisection on its character count so the tokenized prompt fills `length`;
     the task line is dropped when `with_task` is False (short training contexts have no room for it).
     """
     needle = f"The pass key is {key}. Remember it. {key} is the pass key."
     head = PASSKEY_TASK + "\n" if with_task else ""
+    answer = tokenizer.encode(f" {key}.")
+    length -= len(answer)
 
     def build(n_chars: int) -> list[int]:
         filler = (PASSKEY_FILLER * (n_chars // len(PASSKEY_FILLER) + 1))[:n_chars]
@@ -180,14 +183,13 @@ def passkey_prompt(tokenizer, length: int, depth: float, key: int, with_task: bo
     while lo < hi:
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if len(build(mid)) <= length else (lo, mid - 1)
-    return PasskeyPrompt(build(lo), tokenizer.encode(f" {key}."), key)
+    return PasskeyPrompt(build(lo), answer, key)
 
 
 def passkey_training_example(tokenizer, length: int, rng: np.random.Generator) -> np.ndarray:
     """`length` tokens: a passkey prompt followed by its answer, for mixing into pretraining."""
     key = int(rng.integers(10000, 100000))  # five digits, as the evaluation keys
-    answer_room = len(tokenizer.encode(f" {key}."))
-    p = passkey_prompt(tokenizer, length - answer_room, float(rng.random()), key, with_task=False)
+    p = passkey_prompt(tokenizer, length, float(rng.random()), key, with_task=False)
     ids = p.prompt + p.answer
     ids += [tokenizer.eos_id] * (length - len(ids))
     return np.asarray(ids, dtype=np.int64)
