@@ -188,7 +188,7 @@ def passkey_prompt(tokenizer, length: int, depth: float, key: int, with_task: bo
 
 def passkey_training_example(tokenizer, length: int, rng: np.random.Generator) -> np.ndarray:
     """`length` tokens: a passkey prompt followed by its answer, for mixing into pretraining."""
-    key = int(rng.integers(10000, 100000))  # five digits, as the evaluation keys
+    key = int(rng.integers(1, 50000))
     p = passkey_prompt(tokenizer, length, float(rng.random()), key, with_task=False)
     ids = p.prompt + p.answer
     ids += [tokenizer.eos_id] * (length - len(ids))
