@@ -1,3 +1,6 @@
+localrules: tokenizer, token_ids
+
+
 rule tokenizer:
     input:
         books=lambda w: [book_path(CORPUS, b) for b in books("train_books")],

@@ -23,6 +23,8 @@ rule evaluate_base:
     wildcard_constraints:
         method="|".join(EVAL["methods"]),
     threads: EVAL["threads"]
+    resources:
+        **job_resources(),
     log:
         "logs/evaluate_base/{method}.log",
     benchmark:
@@ -51,6 +53,8 @@ rule evaluate_search:
         beyond_target=EVAL["beyond_target"],
         **EVAL_PARAMS,
     threads: EVAL["threads"]
+    resources:
+        **job_resources(),
     log:
         "logs/evaluate_search/{run}.log",
     benchmark:
@@ -78,6 +82,8 @@ rule evaluate_finetune:
         beyond_target=EVAL["beyond_target"],
         **EVAL_PARAMS,
     threads: EVAL["threads"]
+    resources:
+        **job_resources(),
     log:
         "logs/evaluate_finetune/{stage}.log",
     benchmark:
@@ -104,6 +110,8 @@ rule evaluate_n_hat:
         beyond_target=1,
         **EVAL_PARAMS,
     threads: EVAL["threads"]
+    resources:
+        **job_resources(),
     log:
         "logs/evaluate_n_hat/{stage}.log",
     benchmark:
