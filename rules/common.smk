@@ -28,6 +28,9 @@ def _check_config():
     tok = config["data"]["tokenizer"]
     if tok["kind"] == "bpe" and "vocab_size" not in tok:
         raise WorkflowError("data.tokenizer.vocab_size is required when data.tokenizer.kind is 'bpe'")
+    if tok["kind"] == "pretrained" and (path is None or not Path(path, "tokenizer.json").is_file()):
+        raise WorkflowError(f"data.tokenizer.kind 'pretrained' reads tokenizer.json from base_model.path, "
+                            f"but '{path}' has none")
     for key in ("train_books", "heldout_books"):
         try:
             books(key)
@@ -103,6 +106,13 @@ CORPUS = Path(workflow.basedir, config["data"]["corpus_dir"])
 def books(key):
     """Book names (globs expanded, sorted) of data.train_books or data.heldout_books."""
     return list_books(CORPUS, config["data"][key])
+
+
+def tokenizer_inputs(wildcards):
+    """The pretraining books a tokenizer is trained on, or the base model's own tokenizer.json."""
+    if config["data"]["tokenizer"]["kind"] == "pretrained":
+        return {"pretrained": str(Path(base_model_dir(), "tokenizer.json"))}
+    return {"books": [book_path(CORPUS, b) for b in books("train_books")]}
 
 
 def base_model_dir():
