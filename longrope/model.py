@@ -83,8 +83,8 @@ def save_extended(model, scaling: RopeScaling, folder: str | Path) -> None:
 
 
 def rope_geometry(model) -> tuple[int, float]:
-    """(rotary head dim, rope θ) of a transformers-5 model."""
-    config = model.config
+    """(rotary head dim, rope θ) of a transformers-5 model or of its config (no weights needed)."""
+    config = getattr(model, "config", model)
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     head_dim = int(head_dim * getattr(config, "partial_rotary_factor", 1.0))
     return head_dim, float(config.rope_parameters["rope_theta"])
