@@ -61,9 +61,12 @@ def _check_config():
             raise WorkflowError(f"stages.{stage}.finetune needs stages.{stage}.search: it trains with those factors")
         settings = stage_finetune(stage)
         _check_model_ref(settings["from"], stage, f"stages.{stage}.finetune.from")
-        ranks = settings["processes"] * job_resources("finetune", stage).get("nodes", 1)
-        if ranks > 1 and not settings["deepspeed"]:
-            raise WorkflowError(f"stages.{stage}.finetune: {ranks} processes (processes × resources nodes) need a deepspeed config")
+        nodes = job_resources("finetune", stage).get("nodes", 1)
+        for key, value in ((f"stages.{stage}.finetune.processes", settings["processes"]),
+                           (f"stages.{stage}.resources.finetune.nodes", nodes)):
+            if value > 1 and not settings["deepspeed"]:
+                raise WorkflowError(f"{key} > 1 needs a deepspeed config")
+        ranks = settings["processes"] * nodes
         gpus = job_resources("finetune", stage).get("gpu")
         if gpus and gpus != ranks:
             raise WorkflowError(f"stages.{stage}.resources.finetune.gpu is {gpus}, but fine-tuning runs {ranks} "

@@ -75,7 +75,7 @@ def test_paper_config_requests_plausible_resources(tmp_path, config_file):
     (lambda c: c["stages"]["2048k"].update(resources={"finetune": {"gpu": 1}}),
      "stages.2048k.resources.finetune: the stage has no finetune section"),
     (lambda c: c["stages"]["128k"].update(resources={"finetune": {"nodes": 2}}),
-     "stages.128k.finetune: 2 processes .* need a deepspeed config"),
+     "stages.128k.resources.finetune.nodes > 1 needs a deepspeed config"),
     (lambda c: c.update(resources={"gpus": 1}), "gpus"),
     (lambda c: c["data"].update(tokenizer={"kind": "pretrained"}), "reads tokenizer.json from base_model.path"),
 ])
