@@ -71,13 +71,33 @@ def slurm(tmp_path_factory):
     """slurmctld and slurmd (and munged, unless one already runs) for this module; SLURM_CONF points at its config."""
     install()
     home = tmp_path_factory.mktemp("slurm")
-    started = []
-    if not munge_works():
-        Path("/run/munge").mkdir(exist_ok=True)
-        shutil.chown("/run/munge", "munge", "munge")
-        subprocess.run(["runuser", "-u", "munge", "--", "munged"], check=True)
-        wait_for(munge_works, 10, "munged did not answer")
-        started.append(Path("/run/munge/munged.pid"))
+    pid_files = []  # of the daemons started here: the only ones stopped at the end
+    try:
+        if not munge_works():
+            Path("/run/munge").mkdir(exist_ok=True)
+            shutil.chown("/run/munge", "munge", "munge")
+            subprocess.run(["runuser", "-u", "munge", "--", "munged"], check=True)
+            pid_files.append(Path("/run/munge/munged.pid"))
+            wait_for(munge_works, 10, "munged did not answer")
+        write_slurm_conf(home)
+        os.environ["SLURM_CONF"] = str(home / "slurm.conf")  # every SLURM command of this process and its children
+        for daemon in ("slurmctld", "slurmd"):
+            subprocess.run([daemon], check=True)
+            pid_files.append(home / f"{daemon}.pid")
+        sinfo = lambda: subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True).stdout.strip()
+        wait_for(lambda: sinfo() == "idle", 30, f"the node is not idle (sinfo: {sinfo()!r}; logs in {home})")
+        yield home
+    finally:
+        pids = [int(p.read_text()) for p in pid_files if p.is_file()]
+        for pid in filter(pid_alive, pids):
+            os.kill(pid, 15)
+        wait_for(lambda: not any(pid_alive(p) for p in pids), 60, "the SLURM daemons did not stop")  # slurmd: ~18 s
+        os.environ.pop("SLURM_CONF", None)
+
+
+def write_slurm_conf(home):
+    """One node, this machine: its CPUs, 80 % of its memory; no cgroups, no accounting database; finished jobs stay
+    visible to squeue for 10 minutes (the plugin's status source here)."""
     host = socket.gethostname()
     memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
     (home / "slurm.conf").write_text(f"""\
@@ -104,18 +124,6 @@ PartitionName=test Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """)
     for folder in ("state", "spool"):
         (home / folder).mkdir()
-    os.environ["SLURM_CONF"] = str(home / "slurm.conf")  # every SLURM command of this process and its children
-    subprocess.run(["slurmctld"], check=True)
-    subprocess.run(["slurmd"], check=True)
-    started += [home / "slurmctld.pid", home / "slurmd.pid"]
-    sinfo = lambda: subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True).stdout.strip()
-    wait_for(lambda: sinfo() == "idle", 30, f"the node is not idle (sinfo: {sinfo()!r}; logs in {home})")
-    yield home
-    pids = [int(p.read_text()) for p in started if p.is_file()]
-    for pid in pids:
-        os.kill(pid, 15)
-    wait_for(lambda: not any(pid_alive(p) for p in pids), 60, "the SLURM daemons did not stop")  # slurmd takes ~18 s
-    del os.environ["SLURM_CONF"]
 
 
 def snakemake(*args, cwd):
