@@ -22,6 +22,9 @@ from conftest import ROOT, snakemake_cmd
 from test_finetune import check_two_ranks_train_the_weights_of_one, inputs  # noqa: F401 (a fixture)
 
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
+# The default location: the srun inside each job gets a cleaned environment without SLURM_CONF.
+SLURM_CONF = Path("/etc/slurm/slurm.conf")
+MARK = "# written by the longrope tests (tests/test_slurm.py), removed when they end\n"
 BINARIES = ["slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "srun", "scontrol", "munged"]
 
 
@@ -68,8 +71,10 @@ def pid_alive(pid):
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
-    """slurmctld and slurmd (and munged, unless one already runs) for this module; SLURM_CONF points at its config."""
+    """slurmctld and slurmd (and munged, unless one already runs) for this module, configured in /etc/slurm/slurm.conf."""
     install()
+    if SLURM_CONF.is_file() and not SLURM_CONF.read_text().startswith(MARK):
+        unavailable(f"{SLURM_CONF} exists: this machine has its own SLURM configuration, which the test would replace")
     home = tmp_path_factory.mktemp("slurm")
     pid_files = []  # of the daemons started here: the only ones stopped at the end
     try:
@@ -80,7 +85,6 @@ def slurm(tmp_path_factory):
             pid_files.append(Path("/run/munge/munged.pid"))
             wait_for(munge_works, 10, "munged did not answer")
         write_slurm_conf(home)
-        os.environ["SLURM_CONF"] = str(home / "slurm.conf")  # every SLURM command of this process and its children
         for daemon in ("slurmctld", "slurmd"):
             subprocess.run([daemon], check=True)
             pid_files.append(home / f"{daemon}.pid")
@@ -92,7 +96,7 @@ def slurm(tmp_path_factory):
         for pid in filter(pid_alive, pids):
             os.kill(pid, 15)
         wait_for(lambda: not any(pid_alive(p) for p in pids), 60, "the SLURM daemons did not stop")  # slurmd: ~18 s
-        os.environ.pop("SLURM_CONF", None)
+        SLURM_CONF.unlink(missing_ok=True)
 
 
 def write_slurm_conf(home):
@@ -100,7 +104,8 @@ def write_slurm_conf(home):
     visible to squeue for 10 minutes (the plugin's status source here)."""
     host = socket.gethostname()
     memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
-    (home / "slurm.conf").write_text(f"""\
+    SLURM_CONF.parent.mkdir(parents=True, exist_ok=True)
+    SLURM_CONF.write_text(MARK + f"""\
 ClusterName=longrope-test
 SlurmctldHost={host}(127.0.0.1)
 SlurmUser=root
