@@ -22,10 +22,10 @@ from conftest import ROOT, snakemake_cmd
 from test_finetune import check_two_ranks_train_the_weights_of_one, inputs  # noqa: F401 (a fixture)
 
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
+BINARIES = ["slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "srun", "scontrol", "munged"]
 # The default location: the srun inside each job gets a cleaned environment without SLURM_CONF.
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
 MARK = "# written by the longrope tests (tests/test_slurm.py), removed when they end\n"
-BINARIES = ["slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "srun", "scontrol", "munged"]
 
 
 def unavailable(reason):
