@@ -82,9 +82,8 @@ def save_extended(model, scaling: RopeScaling, folder: str | Path) -> None:
     (folder / SCALING_FILE).write_text(json.dumps(scaling.to_dict(), indent=2))
 
 
-def rope_geometry(model) -> tuple[int, float]:
-    """(rotary head dim, rope θ) of a transformers-5 model or of its config (no weights needed)."""
-    config = getattr(model, "config", model)
+def rope_geometry(config) -> tuple[int, float]:
+    """(rotary head dim, rope θ) of a transformers-5 model config."""
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     head_dim = int(head_dim * getattr(config, "partial_rotary_factor", 1.0))
     return head_dim, float(config.rope_parameters["rope_theta"])
@@ -118,7 +117,7 @@ def apply_rope_scaling(model, scaling: RopeScaling, verify: bool = True):
     inner = getattr(model, "model", None)
     if inner is None or not isinstance(getattr(inner, "rotary_emb", None), nn.Module):
         raise RopeNotAppliedError(f"{type(model).__name__} has no model.rotary_emb: architecture not supported")
-    head_dim, base = rope_geometry(model)
+    head_dim, base = rope_geometry(model.config)
     scaling.inv_freq(head_dim, base)  # fails early on a factor list of the wrong length
     old = inner.rotary_emb
     new = ScaledRotaryEmbedding(scaling, head_dim, base)
