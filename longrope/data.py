@@ -58,6 +58,9 @@ class ByteTokenizer:
 
 
 class BPETokenizer:
+    """A `tokenizers` tokenizer: one trained here, or a pretrained model's own tokenizer.json (Llama 2, Mistral and
+    Phi-3 name their document markers <s> and </s>)."""
+
     kind = "bpe"
 
     def __init__(self, tokenizer):
@@ -65,6 +68,8 @@ class BPETokenizer:
         self.vocab_size = tokenizer.get_vocab_size()
         self.bos_id = tokenizer.token_to_id("<s>")
         self.eos_id = tokenizer.token_to_id("</s>")
+        if self.bos_id is None or self.eos_id is None:
+            raise ValueError("tokenizer has no <s> and </s> tokens to mark document boundaries")
 
     @classmethod
     def train(cls, texts: list[str], vocab_size: int) -> "BPETokenizer":
@@ -75,7 +80,8 @@ class BPETokenizer:
         return cls(tok._tokenizer)
 
     def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text).ids
+        # A pretrained tokenizer's post-processor would add its own BOS; encode_documents places BOS and EOS itself.
+        return self._tok.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids) -> str:
         return self._tok.decode(list(ids))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,12 +21,23 @@ def init_process_group() -> None:
     """Join the launcher's process group (deepspeed, torchrun, srun), or form a group of one."""
     import deepspeed
 
+    if "RANK" not in os.environ and int(os.environ.get("SLURM_STEP_NUM_TASKS", "1")) > 1:
+        os.environ.update(slurm_rank_environment(os.environ))
     if "RANK" not in os.environ:
         with socket.socket() as s:  # a free port for the single-process group
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+
+
+def slurm_rank_environment(env) -> dict:
+    """torch.distributed's variables for a rank that srun started (a multi-node fine-tune): SLURM's task ids are the
+    ranks, the step's first node is the master, and the port follows from the job id so every rank agrees on it."""
+    first_node = subprocess.run(["scontrol", "show", "hostnames", env["SLURM_STEP_NODELIST"]], capture_output=True,
+                                text=True, check=True).stdout.split()[0]
+    return {"RANK": env["SLURM_PROCID"], "LOCAL_RANK": env["SLURM_LOCALID"], "WORLD_SIZE": env["SLURM_STEP_NUM_TASKS"],
+            "MASTER_ADDR": first_node, "MASTER_PORT": str(20000 + int(env["SLURM_JOB_ID"]) % 20000)}
 
 
 class DeepSpeedBackend:

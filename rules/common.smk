@@ -29,6 +29,9 @@ def _check_config():
     tok = config["data"]["tokenizer"]
     if tok["kind"] == "bpe" and "vocab_size" not in tok:
         raise WorkflowError("data.tokenizer.vocab_size is required when data.tokenizer.kind is 'bpe'")
+    if tok["kind"] == "pretrained" and (path is None or not Path(path, "tokenizer.json").is_file()):
+        raise WorkflowError(f"data.tokenizer.kind 'pretrained' reads tokenizer.json from base_model.path, "
+                            f"but '{path}' has none")
     for key in ("train_books", "heldout_books"):
         try:
             books(key)
@@ -59,13 +62,33 @@ def _check_config():
             raise WorkflowError(f"stages.{stage}.finetune needs stages.{stage}.search: it trains with those factors")
         settings = stage_finetune(stage)
         _check_model_ref(settings["from"], stage, f"stages.{stage}.finetune.from")
-        if settings["processes"] > 1 and not settings["deepspeed"]:
-            raise WorkflowError(f"stages.{stage}.finetune.processes > 1 needs a deepspeed config")
+        nodes = job_resources("finetune", stage).get("nodes", 1)
+        for key, value in ((f"stages.{stage}.finetune.processes", settings["processes"]),
+                           (f"stages.{stage}.resources.finetune.nodes", nodes)):
+            if value > 1 and not settings["deepspeed"]:
+                raise WorkflowError(f"{key} > 1 needs a deepspeed config")
+        ranks = settings["processes"] * nodes
+        gpus = job_resources("finetune", stage).get("gpu")
+        if gpus and gpus != ranks:
+            raise WorkflowError(f"stages.{stage}.resources.finetune.gpu is {gpus}, but fine-tuning runs {ranks} "
+                                f"processes (finetune.processes × nodes), one per GPU")
         if settings["deepspeed"]:
             try:
                 load_deepspeed_config(settings["deepspeed"])
             except (OSError, ValueError) as error:
                 raise WorkflowError(f"stages.{stage}.finetune.deepspeed: {error}")
+    resource_sets = [("resources", None, None)]
+    for stage, spec in config["stages"].items():
+        for kind in spec.get("resources", {}):
+            if kind not in spec:
+                raise WorkflowError(f"stages.{stage}.resources.{kind}: the stage has no {kind} section")
+            resource_sets.append((f"stages.{stage}.resources.{kind}", kind, stage))
+    for key, kind, stage in resource_sets:
+        spec = job_resources(kind, stage)
+        if spec.get("gpu") and spec.get("gres"):
+            raise WorkflowError(f"{key}: set gpu or gres, not both (the top-level resources are merged in)")
+        if spec.get("nodes", 1) > 1 and kind != "finetune":
+            raise WorkflowError(f"{key}.nodes: only fine-tuning spans several nodes")
     export = config.get("export")
     if export and export["stage"] not in search_stages():
         raise WorkflowError(f"export.stage must name a search stage, got {export['stage']!r}")
@@ -87,6 +110,13 @@ CORPUS = Path(workflow.basedir, config["data"]["corpus_dir"])
 def books(key):
     """Book names (globs expanded, sorted) of data.train_books or data.heldout_books."""
     return list_books(CORPUS, config["data"][key])
+
+
+def tokenizer_inputs(wildcards):
+    """The pretraining books a tokenizer is trained on, or the base model's own tokenizer.json."""
+    if config["data"]["tokenizer"]["kind"] == "pretrained":
+        return {"pretrained": str(Path(base_model_dir(), "tokenizer.json"))}
+    return {"books": [book_path(CORPUS, b) for b in books("train_books")]}
 
 
 def base_model_dir():
@@ -118,10 +148,32 @@ def stage_finetune(stage):
     return settings
 
 
-def launcher(settings):
-    """One process runs the script with this Python; several are started by torchrun (gloo or NCCL)."""
-    n = settings["processes"]
+def launcher(settings, resources):
+    """One process runs the script with this Python; several on one node are started by torchrun (gloo or NCCL);
+    on several nodes srun starts every rank inside the job's allocation (SLURM_PROCID → RANK)."""
+    n, nodes = settings["processes"], resources.get("nodes", 1)
+    if nodes > 1:
+        return f"srun --nodes {nodes} --ntasks-per-node {n} {PYTHON}"
     return PYTHON if n == 1 else f"{PYTHON} -m torch.distributed.run --standalone --nproc_per_node {n}"
+
+
+def job_resources(kind=None, stage=None):
+    """Cluster resources of a heavy job: the top-level `resources:`, then the stage's `resources.<kind>` (kind:
+    search or finetune) over it. Local runs ignore them; the SLURM profile turns them into sbatch options."""
+    spec = dict(config["resources"])
+    if stage is not None:
+        spec.update(config["stages"][stage].get("resources", {}).get(kind, {}))
+    if kind == "finetune" and spec.get("nodes", 1) > 1:
+        # The rule's own srun starts the ranks (launcher()), so the job runs its command directly (`mpi`), with one
+        # task per rank, each with the stage's threads, and on GPU jobs one task per GPU (the plugin would otherwise
+        # read `tasks` as tasks per GPU).
+        settings = stage_finetune(stage)
+        spec.update(mpi="srun", tasks=spec["nodes"] * settings["processes"])
+        if spec.get("gpu") or "gpu" in spec.get("gres", ""):
+            spec["tasks_per_gpu"] = 1
+        if "cpus_per_gpu" not in spec:
+            spec["cpus_per_task"] = settings["threads"]
+    return spec
 
 
 def search_stages():

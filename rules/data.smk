@@ -1,6 +1,9 @@
+localrules: tokenizer, token_ids
+
+
 rule tokenizer:
     input:
-        books=lambda w: [book_path(CORPUS, b) for b in books("train_books")],
+        unpack(tokenizer_inputs),
     output:
         "results/data/tokenizer.json",
     params:

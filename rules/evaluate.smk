@@ -26,6 +26,8 @@ rule evaluate_base:
     wildcard_constraints:
         method="|".join(EVAL["methods"]),
     threads: EVAL["threads"]
+    resources:
+        **job_resources(),
     log:
         "logs/evaluate_base/{method}.log",
     benchmark:
@@ -54,6 +56,8 @@ rule evaluate_search:
         beyond_target=EVAL["beyond_target"],
         **EVAL_PARAMS,
     threads: EVAL["threads"]
+    resources:
+        **job_resources(),
     log:
         "logs/evaluate_search/{run}.log",
     benchmark:
@@ -81,6 +85,8 @@ rule evaluate_finetune:
         beyond_target=EVAL["beyond_target"],
         **EVAL_PARAMS,
     threads: EVAL["threads"]
+    resources:
+        **job_resources(),
     log:
         "logs/evaluate_finetune/{stage}.log",
     benchmark:
@@ -107,6 +113,8 @@ rule evaluate_n_hat:
         beyond_target=1,
         **EVAL_PARAMS,
     threads: EVAL["threads"]
+    resources:
+        **job_resources(),
     log:
         "logs/evaluate_n_hat/{stage}.log",
     benchmark:
@@ -133,6 +141,8 @@ rule evaluate_retrieval:
         beyond_target=EVAL["beyond_target"],
         attention=EVAL["attention"],
     threads: EVAL["threads"]
+    resources:
+        **job_resources(),
     log:
         "logs/evaluate_retrieval/{subject}.log",
     benchmark:

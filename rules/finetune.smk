@@ -17,11 +17,13 @@ for _stage in finetune_stages():
             loss=f"results/finetune/{_stage}/loss.csv",
         params:
             settings=json.dumps(_settings, sort_keys=True),
-            launcher=launcher(_settings),
+            launcher=launcher(_settings, job_resources("finetune", _stage)),
             script=SCRIPTS / "finetune.py",
             # Checkpoints live outside the outputs, so a killed job resumes instead of starting over.
             work_dir=f"results/finetune/{_stage}.work",
         threads: _settings["threads"] * _settings["processes"]
+        resources:
+            **job_resources("finetune", _stage),
         log:
             f"logs/finetune_{_stage}.log",
         benchmark:
@@ -50,6 +52,8 @@ rule plot_finetune_loss:
 
 
 if "export" in config:
+
+    localrules: export
 
     rule export:
         """The extended model as a Hugging Face checkpoint: long and short factor sets and the attention factor in

@@ -13,6 +13,8 @@ rule pretrain_base:
         # Checkpoints live outside the outputs, so a killed job resumes instead of starting over.
         work_dir="results/base/pretrain_work",
     threads: config.get("pretrain", {}).get("threads", 1)
+    resources:
+        **job_resources(),
     log:
         "logs/pretrain_base.log",
     benchmark:

@@ -23,6 +23,8 @@ for _run, (_stage, _settings) in search_runs().items():
             # The generation log lives outside the outputs so a killed search resumes where it stopped.
             work_dir=f"results/search/{_run}.work",
         threads: _settings["threads"]
+        resources:
+            **job_resources("search", _stage),
         log:
             f"logs/{_name}.log",
         benchmark:

@@ -61,5 +61,5 @@ def save(trained):
 
 
 train(model, load_tokens(args.tokens), tokenizer, cfg, args.work_dir, args.loss, backend=backend, finish=save)
-if backend.rank == 0:
+if backend.rank == 0 and Path(args.work_dir).is_dir():  # no checkpoint, no folder: a run shorter than checkpoint_every
     shutil.rmtree(args.work_dir)

@@ -1,23 +1,21 @@
 """Evolution search of LongRoPE factors (λ per frequency pair, n̂) for one stage on one model."""
 import json
-import math
 import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
+from transformers import AutoConfig
 
 from longrope.data import load_tokens, sample_windows
-from longrope.evaluate import perplexity
-from longrope.model import apply_rope_scaling, load_model, rope_geometry
+from longrope.fitness import FitnessPool, FitnessSpec
+from longrope.model import rope_geometry
 from longrope.report import plot_convergence
 from longrope.rope import RopeScaling, equivalent_factors
 from longrope.search import config_from_settings, search
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "a", buffering=1)
-torch.set_num_threads(snakemake.threads)
 
 p = snakemake.params
 L0, target = p.original_length, round(p.scale * p.original_length)
@@ -30,8 +28,7 @@ earlier = RopeScaling.from_dict(json.loads(open(snakemake.input.base_factors).re
 carried = np.asarray(earlier.factors) if mode == "secondary" else 1.0
 ratio = p.scale / earlier.scale if mode == "secondary" else p.scale
 cfg = config_from_settings(p.search, ratio)
-model = load_model(snakemake.input.model, attention=p.attention)
-head_dim, base = rope_geometry(model.config)
+head_dim, base = rope_geometry(AutoConfig.from_pretrained(snakemake.input.model, local_files_only=True))
 fitness_lengths = [L0, target] if mode == "recovery" else [target]
 tokens = load_tokens(snakemake.input.tokens)
 windows = [sample_windows(tokens, n, p.search["samples"], seed=[p.search["seed"], n]) for n in fitness_lengths]
@@ -45,18 +42,9 @@ def scaling(c) -> RopeScaling:
 
 
 seeds = [equivalent_factors(RopeScaling(m, L0, round(ratio * L0)), head_dim, base).tolist() for m in ("pi", "ntk", "yarn")]
-rotary = apply_rope_scaling(model, RopeScaling("pi", L0, target)).model.rotary_emb
-
-
-def fitness(candidates):
-    """Perplexity at the fitness length; the geometric mean over lengths for a recovery search."""
-    scores = []
-    for c in candidates:
-        rotary.scaling = scaling(c)  # verified once above; swapping the scaling object is all a candidate costs
-        scores.append(math.exp(np.mean([math.log(perplexity(model, w).ppl) for w in windows])))
-    return scores
-
-
+# Perplexity at the fitness length (the geometric mean over both lengths for a recovery search), on
+# search.workers model replicas; the first PI scaling verifies that the patch reaches each replica's forward.
+spec = FitnessSpec(snakemake.input.model, p.attention, RopeScaling("pi", L0, target), tuple(windows))
 bar = tqdm(total=cfg.generations + 1, desc=f"search_{p.stage}", file=sys.stderr)
 
 
@@ -67,7 +55,9 @@ def progress(record):
 
 
 Path(p.work_dir).mkdir(parents=True, exist_ok=True)
-result = search(fitness, seeds, cfg, Path(p.work_dir) / "search_log.jsonl", progress)
+with FitnessPool(spec, p.search["workers"], snakemake.threads) as pool:
+    result = search(lambda candidates: pool([scaling(c) for c in candidates]), seeds, cfg,
+                    Path(p.work_dir) / "search_log.jsonl", progress)
 bar.close()
 
 best = scaling(result.best)

@@ -1,11 +1,15 @@
-"""Train (BPE) or declare (bytes) the tokenizer on the pretraining books."""
+"""Train (BPE), declare (bytes) or copy (a pretrained model's own) the tokenizer."""
 import sys
 
-from longrope.data import read_book, train_tokenizer
+from longrope.data import load_tokenizer, read_book, train_tokenizer
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-texts = [read_book(p) for p in snakemake.input.books]
-tokenizer = train_tokenizer(snakemake.params.kind, texts, snakemake.params.vocab_size)
+if snakemake.params.kind == "pretrained":
+    tokenizer = load_tokenizer(snakemake.input.pretrained)
+    print(f"{snakemake.input.pretrained}: vocabulary {tokenizer.vocab_size}")
+else:
+    texts = [read_book(p) for p in snakemake.input.books]
+    tokenizer = train_tokenizer(snakemake.params.kind, texts, snakemake.params.vocab_size)
+    print(f"{tokenizer.kind} tokenizer, vocabulary {tokenizer.vocab_size}, trained on {len(texts)} books")
 tokenizer.save(snakemake.output[0])
-print(f"{tokenizer.kind} tokenizer, vocabulary {tokenizer.vocab_size}, trained on {len(texts)} books")

@@ -1,4 +1,5 @@
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,3 +27,14 @@ def tiny_model():
 
 def snakemake_cmd(*args) -> list[str]:
     return [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), *args]
+
+
+@pytest.fixture(scope="session")
+def test_config_run(tmp_path_factory) -> Path:
+    """config/test.yaml run once end to end with 2 cores, shared by the tests that inspect it or compare with it."""
+    workdir = tmp_path_factory.mktemp("test_config_run")
+    done = subprocess.run(snakemake_cmd("--cores", "2", "--configfile", str(ROOT / "config" / "test.yaml"),
+                                        "--directory", str(workdir)),
+                          cwd=workdir, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return workdir

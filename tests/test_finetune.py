@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import ROOT
 from longrope.data import ByteTokenizer
@@ -24,14 +25,14 @@ def inputs(tmp_path, tiny_model):
     return tmp_path
 
 
-def finetune(tmp_path, factors, settings=None, model="model"):
+def finetune(tmp_path, factors, settings=None, model="model", out="out", launcher=(sys.executable,)):
     (tmp_path / "factors.json").write_text(json.dumps({"scaling": RopeScaling(
         "longrope", 32, 64, factors=factors).to_dict()}))
     return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "finetune.py"), "--model", str(tmp_path / model),
+        [*launcher, str(ROOT / "scripts" / "finetune.py"), "--model", str(tmp_path / model),
          "--scaling", str(tmp_path / "factors.json"), "--tokens", str(tmp_path / "tokens.npy"),
-         "--tokenizer", str(tmp_path / "tokenizer.json"), "--out", str(tmp_path / "out"),
-         "--loss", str(tmp_path / "loss.csv"), "--work-dir", str(tmp_path / "work"),
+         "--tokenizer", str(tmp_path / "tokenizer.json"), "--out", str(tmp_path / out),
+         "--loss", str(tmp_path / f"{out}-loss.csv"), "--work-dir", str(tmp_path / f"{out}-work"),
          "--settings", json.dumps({**SETTINGS, **(settings or {})})],
         capture_output=True, text=True, timeout=300)
 
@@ -41,8 +42,8 @@ def test_finetune_saves_the_model_with_its_scaling(inputs):
     assert done.returncode == 0, done.stderr[-2000:]
     saved = json.loads((inputs / "out" / "longrope_scaling.json").read_text())
     assert saved["factors"] == [1.0, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.0] and saved["target_length"] == 64
-    assert (inputs / "out" / "tokenizer.json").is_file() and not (inputs / "work").exists()
-    assert len((inputs / "loss.csv").read_text().splitlines()) == 1 + SETTINGS["steps"]
+    assert (inputs / "out" / "tokenizer.json").is_file() and not (inputs / "out-work").exists()
+    assert len((inputs / "out-loss.csv").read_text().splitlines()) == 1 + SETTINGS["steps"]
 
 
 @pytest.mark.parametrize("factors, settings, model, message", [
@@ -59,4 +60,32 @@ def test_bad_input_fails_before_training(inputs, factors, settings, model, messa
         settings = {"deepspeed": str(inputs / settings["deepspeed"])}
     done = finetune(inputs, factors, settings, model)
     assert done.returncode != 0 and re.search(message, done.stderr), done.stderr[-2000:]
-    assert not (inputs / "out").exists() and not (inputs / "loss.csv").exists()
+    assert not (inputs / "out").exists() and not (inputs / "out-loss.csv").exists()
+
+
+def check_two_ranks_train_the_weights_of_one(inputs, launcher):
+    """DeepSpeed ZeRO-1 on two CPU ranks (gloo) started by `launcher`: each rank takes half of the global batch and
+    the gradients are averaged, so weights and losses equal those of one process on the whole batch."""
+    from safetensors.torch import load_file
+
+    settings = {"deepspeed": str(ROOT / "config" / "deepspeed" / "zero1.json"), "steps": 3}
+    factors = [1.0, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.0]
+    # Checkpoints do not change the weights: the one-process run writes none, the two ranks save a sharded one.
+    one = finetune(inputs, factors, {**settings, "checkpoint_every": 10}, out="one")
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = finetune(inputs, factors, {**settings, "checkpoint_every": 2, "processes": 2}, out="two", launcher=launcher)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "backend: DeepSpeedBackend, 2 process(es)" in two.stderr
+    a, b = load_file(inputs / "one" / "model.safetensors"), load_file(inputs / "two" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-6, msg=name)
+    start = load_file(inputs / "model" / "model.safetensors")
+    assert any(not torch.equal(a[name], start[name]) for name in a)  # the runs trained
+    losses = [np.loadtxt(inputs / f"{run}-loss.csv", delimiter=",", skiprows=1, usecols=1) for run in ("one", "two")]
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+
+
+def test_two_processes_under_torchrun_train_the_weights_of_one(inputs):
+    check_two_ranks_train_the_weights_of_one(
+        inputs, (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"))

@@ -34,10 +34,8 @@ def write_config(tmp_path, edit):
 
 
 @pytest.mark.integration
-def test_test_config_runs_end_to_end(tmp_path):
-    done = run("--cores", "2", "--configfile", str(ROOT / "config" / "test.yaml"), "--directory", str(tmp_path),
-               cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+def test_test_config_runs_end_to_end(test_config_run):
+    tmp_path = test_config_run
     config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
     lengths = config["evaluation"]["lengths"]
     l0 = config["base_model"]["original_length"]

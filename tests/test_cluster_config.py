@@ -1,0 +1,116 @@
+"""config/paper/*.yaml under the SLURM profile: valid, and every job asks the cluster for what the config says."""
+import re
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT
+from test_workflow import run, write_config
+
+PAPER = sorted((ROOT / "config" / "paper").glob("*.yaml"))
+LOCAL = {"tokenizer", "token_ids", "tables", "plot_perplexity", "plot_passkey", "plot_factors", "plot_finetune_loss", "export", "all"}
+
+
+def dry_run_jobs(tmp_path, config_file):
+    """{rule: [(resources dict, shell command)]} of a dry run with profiles/slurm, the model folder a stand-in."""
+    config = yaml.safe_load(config_file.read_text())
+    model = tmp_path / "model"  # the config checks look for config.json and the model's own tokenizer.json
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "tokenizer.json").write_text("{}")
+    config["base_model"]["path"] = str(model)
+    path = tmp_path / config_file.name
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    done = run("-n", "--profile", str(ROOT / "profiles" / "slurm"), "--configfile", str(path),
+               "--directory", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    jobs = {}
+    for block in re.split(r"\n(?=rule \S+:\n)", done.stdout + done.stderr):
+        name = re.match(r"rule (\S+):", block)
+        if not name:
+            continue
+        resources = dict(item.split("=", 1) for item in re.search(r"resources: (.*)", block)[1].split(", "))
+        shell = re.search(r"Shell command: (.*)", block)
+        jobs.setdefault(name[1], []).append((resources, shell[1] if shell else None))
+    return config, jobs
+
+
+@pytest.mark.parametrize("config_file", PAPER, ids=lambda p: p.stem)
+def test_paper_config_requests_plausible_resources(tmp_path, config_file):
+    config, jobs = dry_run_jobs(tmp_path, config_file)
+    assert config["base_model"]["original_length"] == 4096 and config["stages"]["128k"]["scale"] == 32
+    assert "pretrain_base" not in jobs  # the model comes by path
+    for stage, spec in config["stages"].items():
+        settings = {**config["finetune"], **spec.get("finetune", {})}
+        if "finetune" in spec:
+            (resources, shell), = jobs[f"finetune_{stage}"]
+            nodes = int(resources.get("nodes", 1))
+            assert int(resources["gpu"]) == settings["processes"] * nodes >= 4
+            assert int(resources["mem_mb"]) >= 200_000 and int(resources["runtime"]) >= 2 * 24 * 60
+            if nodes > 1:  # srun starts one rank per GPU on every node
+                assert resources["mpi"] == "srun" and int(resources["tasks"]) == int(resources["gpu"])
+                assert shell.startswith(f"srun --nodes {nodes} --ntasks-per-node {settings['processes']} ")
+            else:
+                assert f"torch.distributed.run --standalone --nproc_per_node {settings['processes']} " in shell
+            assert "zero3_offload.json" in shell and '"precision": "bf16"' in shell
+        kind = "recovery" if spec["search"].get("mode") == "recovery" else "search"
+        (resources, _), = jobs[f"{kind}_{stage}"]
+        assert int(resources["gpu"]) >= spec["search"].get("workers", 1) and resources["gpu_model"]
+    for name in ("evaluate_base", "evaluate_search", "evaluate_n_hat"):
+        assert all(int(r["gpu"]) == 1 and int(r["runtime"]) >= 60 for r, _ in jobs[name])
+    # Cheap jobs take nothing from the config's resources (they are localrules; tests/test_slurm.py shows that they
+    # never reach sbatch).
+    for name in LOCAL & jobs.keys():
+        assert all("gpu" not in r and int(r["mem_mb"]) == 8000 for r, _ in jobs[name]), name
+
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["stages"]["128k"].update(resources={"finetune": {"gpu": 2}}),
+     "stages.128k.resources.finetune.gpu is 2, but fine-tuning runs 1 processes"),
+    (lambda c: c.update(resources={"gpu": 1, "gres": "gpu:1"}), "resources: set gpu or gres, not both"),
+    (lambda c: c["stages"]["128k"].update(resources={"search": {"nodes": 2}}),
+     "stages.128k.resources.search.nodes: only fine-tuning spans several nodes"),
+    (lambda c: c["stages"]["2048k"].update(resources={"finetune": {"gpu": 1}}),
+     "stages.2048k.resources.finetune: the stage has no finetune section"),
+    (lambda c: c["stages"]["128k"].update(resources={"finetune": {"nodes": 2}}),
+     "stages.128k.resources.finetune.nodes > 1 needs a deepspeed config"),
+    (lambda c: c.update(resources={"gpus": 1}), "gpus"),
+    (lambda c: c["data"].update(tokenizer={"kind": "pretrained"}), "reads tokenizer.json from base_model.path"),
+])
+def test_bad_cluster_config_fails_before_any_job(tmp_path, edit, message):
+    done = run("-n", "--configfile", str(write_config(tmp_path, edit)), "--directory", str(tmp_path), cwd=tmp_path)
+    assert done.returncode != 0
+    assert re.search(message, done.stdout + done.stderr), (done.stdout + done.stderr)[-2000:]
+
+
+def test_a_real_model_brings_its_own_tokenizer(tmp_path, tiny_model):
+    """data.tokenizer.kind: pretrained tokenizes the corpus with base_model.path's tokenizer.json, one BOS per
+    document even though that tokenizer's post-processor would add its own."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    vocab = {"<s>": 0, "</s>": 1, "[UNK]": 2, **{chr(c): c for c in range(3, 256) if chr(c).isprintable()}}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
+    tiny_model.save_pretrained(tmp_path / "model")
+    tokenizer.save(str(tmp_path / "model" / "tokenizer.json"))
+
+    def edit(config):
+        config["base_model"]["path"] = str(tmp_path / "model")
+        config["data"]["tokenizer"] = {"kind": "pretrained"}
+
+    done = run("--cores", "1", "--configfile", str(write_config(tmp_path, edit)), "--directory", str(tmp_path),
+               "results/data/fitness.npy", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    tokens = np.load(tmp_path / "results" / "data" / "fitness.npy")
+    assert tokens[0] == 0 and tokens[1] != 0 and (tokens == 0).sum() == 1  # one held-out book, one BOS
+    assert tokens[1:20].tolist() == tokenizer.encode(read_heldout_start(19), add_special_tokens=False).ids
+
+
+def read_heldout_start(n):
+    from longrope.data import book_path, read_book
+
+    config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    return read_book(book_path(ROOT / config["data"]["corpus_dir"], config["data"]["heldout_books"][0]))[:n]

@@ -1,0 +1,55 @@
+"""longrope.fitness: fitness spread over several model replicas gives exactly the one-replica search."""
+import time
+
+import numpy as np
+import pytest
+
+from longrope.fitness import FitnessPool, FitnessSpec
+from longrope.rope import RopeScaling
+from longrope.search import SearchConfig, search
+
+
+@pytest.fixture
+def spec(tmp_path, tiny_model):
+    tiny_model.save_pretrained(tmp_path / "model")
+    tokens = np.random.default_rng(0).integers(0, 256, (3, 64))
+    return FitnessSpec(str(tmp_path / "model"), "sdpa", RopeScaling("pi", 32, 64), (tokens,))
+
+
+def scalings(candidates):
+    return [RopeScaling("longrope", 32, 64, factors=tuple(c.factors), n_hat=c.n_hat) for c in candidates]
+
+
+def test_two_workers_find_exactly_the_one_worker_factors(spec, tmp_path):
+    cfg = SearchConfig(ceiling=2.5, population=8, mutations=3, crossovers=3, parents=4, generations=3,
+                       n_hat_candidates=(0, 2, 4))
+    seeds = [[2.0] * 8, [2 ** (i / 7) for i in range(8)], [1.0] * 3 + [2.0] * 5]
+    results, seconds = {}, {}
+    for workers in (1, 2):
+        start = time.perf_counter()
+        with FitnessPool(spec, workers=workers, threads=2) as pool:
+            results[workers] = search(lambda c: pool(scalings(c)), seeds, cfg, tmp_path / f"log{workers}.jsonl")
+        seconds[workers] = time.perf_counter() - start
+    print(f"search with 1 worker {seconds[1]:.1f} s, 2 workers {seconds[2]:.1f} s")
+    one, two = results[1], results[2]
+    assert one.evaluations == two.evaluations == 8 + 3 * 6
+    assert two.best == one.best and two.best_fitness == one.best_fitness
+    assert [h["best"] for h in two.history] == [h["best"] for h in one.history]
+
+
+def test_scores_do_not_depend_on_the_worker(spec):
+    candidates = [RopeScaling("longrope", 32, 64, factors=tuple(np.linspace(1, s, 8)), n_hat=n)
+                  for s in (1.5, 2.0, 3.0) for n in (0, 4)]
+    with FitnessPool(spec, workers=1) as pool:
+        one = pool(candidates)
+    with FitnessPool(spec, workers=3, threads=3) as pool:
+        three = pool(candidates)
+        reversed_three = pool(candidates[::-1])  # each candidate lands on another worker
+    assert three == one and reversed_three == one[::-1]
+    assert len(set(one)) == len(one)
+
+
+def test_a_failing_worker_raises_with_its_error(spec):
+    bad = FitnessSpec(spec.model, spec.attention, RopeScaling("longrope", 32, 64, factors=(1.0, 2.0)), spec.windows)
+    with pytest.raises(RuntimeError, match="fitness worker 0 failed:(.|\n)*expected 8 factors"):
+        FitnessPool(bad, workers=2)
