@@ -66,10 +66,12 @@ def search_vs_baselines(tidy: pd.DataFrame, scales: list[float]) -> pd.DataFrame
 
 
 def ablation(tidy: pd.DataFrame, scales: list[float]) -> pd.DataFrame:
-    """Paper Table 11: PI, λ only, λ + n̂ at each stage's scale, by length."""
+    """Paper Table 11: PI, λ only, λ + n̂ by length, for each (model, scale) that has a λ-only search."""
     methods = {"pi": "PI", "longrope_lambda": "λ only", "longrope": "λ + n̂"}
     rows = tidy[(tidy["study"] == "length") & tidy["scale"].isin(scales) & tidy["method"].isin(methods)]
     wide = rows.pivot_table(index=["model", "scale", "length"], columns="method", values="ppl", aggfunc="first")
+    ablated = rows[rows["method"] == "longrope_lambda"][["model", "scale"]].drop_duplicates()
+    wide = wide[wide.index.droplevel("length").isin(list(ablated.itertuples(index=False, name=None)))]
     return wide.reindex(columns=[m for m in methods if m in wide.columns]).rename(columns=methods)
 
 
