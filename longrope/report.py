@@ -116,23 +116,30 @@ def n_hat_effect(tidy: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_perplexity(tidy: pd.DataFrame, original_length: int, path: str, dpi: int = 120) -> None:
-    """Perplexity against length (log axes): one panel per scale, one line per (model, method), plain RoPE in each."""
+    """Perplexity against length (log axes): one panel per scale, one line per (model, method) in the same colour
+    in every panel, plain RoPE in each."""
     tidy = tidy[tidy["study"] == "length"]
     scales = sorted(s for s in tidy["scale"].unique() if s > 1) or [1.0]
     none = tidy[tidy["method"] == "none"]
+    label = lambda model, method: method if model == "base" else f"{model} {method}"  # noqa: E731
+    labels = list(dict.fromkeys(label(m, k) for m, k in zip(tidy["model"], tidy["method"])))
+    colour = {name: plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")(i) for i, name in enumerate(labels)}
     fig, axes = plt.subplots(1, len(scales), figsize=(4.2 * len(scales), 3.6), sharey=True, squeeze=False)
     for ax, scale in zip(axes[0], scales):
         panel = pd.concat([none, tidy[(tidy["scale"] == scale) & (tidy["method"] != "none")]])
         for (model, method), rows in panel.groupby(["model", "method"], sort=False):
             rows = rows.sort_values("length")
-            ax.plot(rows["length"], rows["ppl"], marker="o", ms=3, label=method if model == "base" else f"{model} {method}")
+            name = label(model, method)
+            ax.plot(rows["length"], rows["ppl"], marker="o", ms=3, color=colour[name], label=name)
         ax.axvline(original_length, ls="--", c="grey", lw=0.8)
         ax.set(xscale="log", yscale="log", xlabel="evaluation length (tokens)", title=f"scale s = {scale:g}")
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("perplexity (held-out)")
-    axes[0][-1].legend(fontsize=8)
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_lines() if not h.get_label().startswith("_")}
+    fig.legend([handles[n] for n in labels if n in handles], [n for n in labels if n in handles], fontsize=8,
+               loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
 
 
