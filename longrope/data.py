@@ -158,6 +158,18 @@ PASSKEY_FILLER = "The grass is green. The sky is blue. The sun is yellow. Here w
 PASSKEY_QUESTION = "What is the pass key? The pass key is"
 
 
+def fill_to_length(build, length: int, what: str) -> list[int]:
+    """The longest `build(filler)` of at most `length` tokens, by bisection on the filler's character count."""
+    filler = lambda n: (PASSKEY_FILLER * (n // len(PASSKEY_FILLER) + 1))[:n]  # noqa: E731
+    if len(build("")) > length:
+        raise ValueError(f"{what} needs more than {length} tokens even without filler")
+    lo, hi = 0, 8 * length  # ≥ 1 char per token for every tokenizer we ship
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if len(build(filler(mid))) <= length else (lo, mid - 1)
+    return build(filler(lo))
+
+
 @dataclass(frozen=True)
 class PasskeyPrompt:
     prompt: list[int]
@@ -177,19 +189,11 @@ def passkey_prompt(tokenizer, length: int, depth: float, key: int, with_task: bo
     answer = tokenizer.encode(f" {key}.")
     length -= len(answer)
 
-    def build(n_chars: int) -> list[int]:
-        filler = (PASSKEY_FILLER * (n_chars // len(PASSKEY_FILLER) + 1))[:n_chars]
-        cut = int(n_chars * depth)
-        text = f"{head}{filler[:cut]}\n{needle}\n{filler[cut:]}\n{PASSKEY_QUESTION}"
-        return tokenizer.encode(text)
+    def build(filler: str) -> list[int]:
+        cut = int(len(filler) * depth)
+        return tokenizer.encode(f"{head}{filler[:cut]}\n{needle}\n{filler[cut:]}\n{PASSKEY_QUESTION}")
 
-    lo, hi = 0, 8 * length  # ≥ 1 char per token for every tokenizer we ship
-    if len(build(0)) > length:
-        raise ValueError(f"passkey prompt needs more than {length} tokens even without filler")
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if len(build(mid)) <= length else (lo, mid - 1)
-    return PasskeyPrompt(build(lo), answer, key)
+    return PasskeyPrompt(fill_to_length(build, length, "passkey prompt"), answer, key)
 
 
 def passkey_training_example(tokenizer, length: int, rng: np.random.Generator) -> np.ndarray:

@@ -8,6 +8,12 @@ import numpy as np
 import torch
 
 from .model import next_token_nll
+from .rope import RopeScaling
+
+
+def evaluation_lengths(scaling: RopeScaling, lengths: list[int], beyond_target: float) -> list[int]:
+    """The lengths a scaling is evaluated at: all for plain RoPE, else up to beyond_target × its target."""
+    return [n for n in lengths if scaling.method == "none" or n <= beyond_target * scaling.target_length]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import PASSKEY_FILLER, passkey_prompt
+from .data import fill_to_length, passkey_prompt
 
 # ---------------------------------------------------------------------------------------------
 # Scoring
@@ -118,23 +118,16 @@ def _fill(tokenizer, length: int, needles: list[str], question: str, expected: l
     """Insert the needles in order at sorted random depths of a haystack sized (by bisection) to fill `length`."""
     depths = np.sort(rng.random(len(needles)))
 
-    def build(n_chars: int) -> list[int]:
-        hay = (PASSKEY_FILLER * (n_chars // len(PASSKEY_FILLER) + 1))[:n_chars]
-        cuts = [int(d * n_chars) for d in depths]
+    def build(hay: str) -> list[int]:
         parts, start = [], 0
-        for cut, needle in zip(cuts, needles):
+        for cut, needle in zip([int(d * len(hay)) for d in depths], needles):
             parts += [hay[start:cut], f"\n{needle}\n"]
             start = cut
         return tokenizer.encode("".join(parts) + hay[start:] + "\n" + question)
 
-    if len(build(0)) > length:
-        raise ValueError(f"needle prompt needs more than {length} tokens even without a haystack")
-    lo, hi = 0, 8 * length
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if len(build(mid)) <= length else (lo, mid - 1)
+    prompt = fill_to_length(build, length, "needle prompt")
     answer_tokens = len(tokenizer.encode(" " + ", ".join(expected) + "."))
-    return NeedleExample(build(lo), expected, answer_tokens + 4)
+    return NeedleExample(prompt, expected, answer_tokens + 4)
 
 
 def needle_score(model, tokenizer, task: str, length: int, trials: int, seed: int) -> dict:

@@ -7,6 +7,7 @@ its own factor λ_i (non-decreasing in i) and keeps the original RoPE for the fi
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Callable
@@ -205,6 +206,12 @@ class RopeScaling:
             if d[name] is not None:
                 d[name] = list(d[name])
         return d
+
+
+def load_factors(path) -> RopeScaling:
+    """The scaling a search stage's factors.json carries."""
+    with open(path) as f:
+        return RopeScaling.from_dict(json.load(f)["scaling"])
 
 
 def equivalent_factors(scaling: RopeScaling, head_dim: int, base: float, seq_len: int | None = None) -> torch.Tensor:

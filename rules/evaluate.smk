@@ -42,7 +42,7 @@ rule evaluate_search:
     """Perplexity by length with a search run's factors on the model they were searched on (no fine-tuning with
     them yet: paper Table 1 on the base model; a recovery run's scaling is the final model)."""
     input:
-        model=lambda w: search_inputs(search_runs()[w.run][1])["model"],
+        model=lambda w: model_dir(search_runs()[w.run][1]["model"]),
         tokens="results/data/evaluation.npy",
         factors="results/search/{run}/factors.json",
     output:

@@ -1,7 +1,6 @@
 """Perplexity by length of one model under a list of RoPE scalings (baselines, a search's factors, n̂ variants).
 Each scaling is evaluated at the lengths up to `beyond_target` × its target; plain RoPE at every length.
 Samples come from the held-out evaluation text, drawn by seed (never the search-fitness half)."""
-import json
 import sys
 import time
 
@@ -9,9 +8,9 @@ import pandas as pd
 import torch
 
 from longrope.data import load_tokens, sample_windows, samples_for_length
-from longrope.evaluate import perplexity, sliding_perplexity
+from longrope.evaluate import evaluation_lengths, perplexity, sliding_perplexity
 from longrope.model import apply_rope_scaling, load_model
-from longrope.rope import RopeScaling
+from longrope.rope import RopeScaling, load_factors
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 torch.set_num_threads(snakemake.threads)
@@ -19,13 +18,13 @@ torch.set_num_threads(snakemake.threads)
 p = snakemake.params
 scalings = [(label, RopeScaling.from_dict(spec)) for label, spec in p.scalings]
 if "factors" in snakemake.input.keys():
-    scalings.append((p.label, RopeScaling.from_dict(json.loads(open(snakemake.input.factors).read())["scaling"])))
+    scalings.append((p.label, load_factors(snakemake.input.factors)))
 tokens = load_tokens(snakemake.input.tokens)
 model = load_model(snakemake.input.model, attention=p.attention)
 rows = []
 for label, scaling in scalings:
     apply_rope_scaling(model, scaling)
-    for length in [n for n in p.lengths if scaling.method == "none" or n <= p.beyond_target * scaling.target_length]:
+    for length in evaluation_lengths(scaling, p.lengths, p.beyond_target):
         t0 = time.time()
         if p.mode == "sliding":  # windows of `length` every `stride` tokens over whole documents
             span = p.document_length or 2 * length

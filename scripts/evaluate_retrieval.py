@@ -1,36 +1,35 @@
 """Passkey retrieval over lengths × needle depths and RULER-style needle tasks for one model under one scaling.
 Lengths stop at `beyond_target` × the scaling's target, as the perplexity evaluation."""
-import json
 import sys
 
 import pandas as pd
 import torch
 
 from longrope.data import load_tokenizer
+from longrope.evaluate import evaluation_lengths
 from longrope.model import apply_rope_scaling, load_model
 from longrope.retrieval import needle_score, passkey_accuracy
-from longrope.rope import RopeScaling
+from longrope.rope import RopeScaling, load_factors
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 torch.set_num_threads(snakemake.threads)
 
 p = snakemake.params
 if "factors" in snakemake.input.keys():
-    scaling = RopeScaling.from_dict(json.loads(open(snakemake.input.factors).read())["scaling"])
+    scaling = load_factors(snakemake.input.factors)
 else:
     scaling = RopeScaling.from_dict(p.scaling)
 model = apply_rope_scaling(load_model(snakemake.input.model, attention=p.attention), scaling)
 tokenizer = load_tokenizer(snakemake.input.tokenizer)
-within = lambda n: scaling.method == "none" or n <= p.beyond_target * scaling.target_length  # noqa: E731
 subject = {"model": p.model, "method": p.label, "scale": scaling.scale}
 
-passkey = [{**subject, **row} for n in filter(within, p.passkey["lengths"])
+passkey = [{**subject, **row} for n in evaluation_lengths(scaling, p.passkey["lengths"], p.beyond_target)
            for row in passkey_accuracy(model, tokenizer, n, p.passkey["depths"], p.passkey["trials"],
                                        p.passkey["seed"], with_task=p.passkey["task_line"])]
 for row in passkey:
     print(row)
 needles = [{**subject, **needle_score(model, tokenizer, task, n, p.needles["trials"], p.needles["seed"])}
-           for task in p.needles["tasks"] for n in filter(within, p.needles["lengths"])]
+           for task in p.needles["tasks"] for n in evaluation_lengths(scaling, p.needles["lengths"], p.beyond_target)]
 for row in needles:
     print(row)
 pd.DataFrame(passkey, columns=[*subject, "length", "depth", "trials", "accuracy"]).to_csv(snakemake.output.passkey, index=False)

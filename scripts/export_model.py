@@ -1,15 +1,14 @@
 """Save the extended model (weights of the searched model, the export stage's RoPE scaling) for stock transformers."""
-import json
 import shutil
 import sys
 from pathlib import Path
 
 from longrope.model import apply_rope_scaling, load_model, save_extended
-from longrope.rope import RopeScaling
+from longrope.rope import load_factors
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-scaling = RopeScaling.from_dict(json.loads(open(snakemake.input.scaling).read())["scaling"])
+scaling = load_factors(snakemake.input.scaling)
 model = load_model(snakemake.input.model, attention=snakemake.params.attention)
 apply_rope_scaling(model, scaling)
 save_extended(model, scaling, snakemake.output[0])

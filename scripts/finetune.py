@@ -13,7 +13,7 @@ import torch
 
 from longrope.data import load_tokenizer, load_tokens
 from longrope.model import apply_rope_scaling, load_model, save_extended
-from longrope.rope import RopeScaling
+from longrope.rope import load_factors
 from longrope.train import TorchBackend, TrainConfig, train
 
 TRAIN_KEYS = ("steps", "batch_size", "micro_batch_size", "lr", "warmup_steps", "schedule", "min_lr_ratio", "betas",
@@ -32,7 +32,7 @@ args = parser.parse_args()
 
 settings = json.loads(args.settings)
 torch.set_num_threads(settings["threads"])
-scaling = RopeScaling.from_dict(json.loads(Path(args.scaling).read_text())["scaling"])
+scaling = load_factors(args.scaling)
 cfg = TrainConfig(seq_len=settings.get("seq_len") or scaling.target_length, **{k: settings[k] for k in TRAIN_KEYS})
 gpu = torch.cuda.is_available()
 precision = {"auto": "bf16" if gpu else "fp32"}.get(settings["precision"], settings["precision"])

@@ -12,7 +12,7 @@ from longrope.data import load_tokens, sample_windows
 from longrope.fitness import FitnessPool, FitnessSpec
 from longrope.model import rope_geometry
 from longrope.report import plot_convergence
-from longrope.rope import RopeScaling, equivalent_factors
+from longrope.rope import RopeScaling, equivalent_factors, load_factors
 from longrope.search import config_from_settings, search
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "a", buffering=1)
@@ -24,7 +24,7 @@ L0, target = p.original_length, round(p.scale * p.original_length)
 # earlier stage's long factors (same attention factor, as Phi-3), at L0 and at this stage's length.
 # A plain search starts from plain RoPE.
 mode = p.search["mode"]
-earlier = RopeScaling.from_dict(json.loads(open(snakemake.input.base_factors).read())["scaling"]) if mode != "plain" else None
+earlier = load_factors(snakemake.input.base_factors) if mode != "plain" else None
 carried = np.asarray(earlier.factors) if mode == "secondary" else 1.0
 ratio = p.scale / earlier.scale if mode == "secondary" else p.scale
 cfg = config_from_settings(p.search, ratio)
