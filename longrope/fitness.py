@@ -32,6 +32,7 @@ class FitnessSpec:
     attention: str
     probe: RopeScaling              # a scaling the replica is patched with and verified on, once
     windows: tuple[np.ndarray, ...]  # one (K, length) array per fitness length
+    dtype: torch.dtype = torch.float32
 
 
 class Replica:
@@ -40,7 +41,7 @@ class Replica:
     def __init__(self, spec: FitnessSpec, index: int, threads: int):
         torch.set_num_threads(threads)
         device = f"cuda:{index % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
-        self.model = load_model(spec.model, attention=spec.attention).to(device)
+        self.model = load_model(spec.model, attention=spec.attention, dtype=spec.dtype).to(device)
         self.rotary = apply_rope_scaling(self.model, spec.probe).model.rotary_emb
         self.windows = spec.windows
 

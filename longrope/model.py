@@ -24,6 +24,27 @@ def pick_attention(requested: str = "auto") -> str:
     return "sdpa"
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def compute_dtype(requested: str = "auto") -> torch.dtype:
+    """bfloat16 on CUDA and on CPUs with bf16 matrix units (AMX, AVX512-BF16: ≈ 3.5× fp32 there), else float32;
+    an explicit choice is kept."""
+    if requested != "auto":
+        if requested not in DTYPES:
+            raise ValueError(f"unknown compute dtype '{requested}' (expected auto, {', '.join(DTYPES)})")
+        return DTYPES[requested]
+    return torch.bfloat16 if torch.cuda.is_available() or _cpu_has_bf16_units() else torch.float32
+
+
+def _cpu_has_bf16_units() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: no way to tell, so the safe choice
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def tiny_llama(vocab_size: int, hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int,
                rope_theta: float, original_length: int, seed: int):
     """The embedded default's base model: a small Llama whose rope_parameters record θ and L0."""
@@ -80,6 +101,28 @@ def save_extended(model, scaling: RopeScaling, folder: str | Path) -> None:
     model.config.max_position_embeddings = scaling.target_length
     model.save_pretrained(folder)
     (folder / SCALING_FILE).write_text(json.dumps(scaling.to_dict(), indent=2))
+
+
+@torch.no_grad()
+def compare_with_stock(folder: str | Path, lengths: list[int], dtype: torch.dtype = torch.float32) -> list[dict]:
+    """Stock transformers (no custom code) against this package on an exported folder, one row per length: the
+    largest difference of the last hidden states over all positions and of the logits at the last 64 positions
+    (a full T × vocabulary logits matrix does not fit at long lengths for a real vocabulary)."""
+    from transformers import AutoModelForCausalLM
+
+    stock = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype,
+                                                 attn_implementation=pick_attention()).eval()
+    ours = load_model(folder, dtype=dtype)
+    rows = []
+    for length in lengths:
+        ids = torch.randint(0, stock.config.vocab_size, (1, length), generator=torch.Generator().manual_seed(length))
+        hidden = [m.model(input_ids=ids, use_cache=False).last_hidden_state for m in (stock, ours)]
+        logits = [m.lm_head(h[:, -64:]) for m, h in zip((stock, ours), hidden)]
+        rows.append({"length": length, "dtype": str(dtype).removeprefix("torch."),
+                     "max_abs_diff_hidden": (hidden[0] - hidden[1]).abs().max().item(),
+                     "max_abs_diff_logits": (logits[0] - logits[1]).abs().max().item(),
+                     "identical": torch.equal(hidden[0], hidden[1]) and torch.equal(logits[0], logits[1])})
+    return rows
 
 
 def rope_geometry(config) -> tuple[int, float]:

@@ -12,26 +12,36 @@ from longrope.search import config_from_settings
 validate(config, schema="../config/schema.yaml")
 
 ENV = "../envs/longrope.yaml"
+TOKENIZER = "results/data/tokenizer"  # a Hugging Face tokenizer folder
 PYTHON = sys.executable
 SCRIPTS = Path(workflow.basedir, "scripts")
 L0 = config["base_model"]["original_length"]
 EVAL = config["evaluation"]
+DTYPE = config["compute"]["dtype"]
 PLOTS = config["plots"]
 
 
 def _check_config():
     """Cross-key checks the JSON schema cannot express; each names the offending key."""
-    path = config["base_model"]["path"]
+    base = config["base_model"]
+    path, gguf = base["path"], base["gguf"]
+    if path is not None and gguf is not None:
+        raise WorkflowError("base_model: set path (a Hugging Face folder) or gguf (a GGUF file to convert), not both")
     if path is not None and not Path(path, "config.json").is_file():
         raise WorkflowError(f"base_model.path: model directory '{path}' does not exist or has no config.json")
-    if path is None and "pretrain" not in config:
-        raise WorkflowError("base_model.path is null, so a 'pretrain' section is required to build the base model")
+    if base["fetch"] and gguf is None:
+        raise WorkflowError("base_model.fetch extracts a GGUF file: base_model.gguf must name where it goes")
+    if gguf is not None and not base["fetch"] and not Path(gguf).is_file():
+        raise WorkflowError(f"base_model.gguf: '{gguf}' does not exist (and no base_model.fetch brings it)")
+    if base_source() == "pretrain" and "pretrain" not in config:
+        raise WorkflowError("base_model.path and base_model.gguf are null, so a 'pretrain' section is required to "
+                            "build the base model")
     tok = config["data"]["tokenizer"]
     if tok["kind"] == "bpe" and "vocab_size" not in tok:
         raise WorkflowError("data.tokenizer.vocab_size is required when data.tokenizer.kind is 'bpe'")
-    if tok["kind"] == "pretrained" and (path is None or not Path(path, "tokenizer.json").is_file()):
-        raise WorkflowError(f"data.tokenizer.kind 'pretrained' reads tokenizer.json from base_model.path, "
-                            f"but '{path}' has none")
+    if tok["kind"] == "pretrained" and not (gguf or (path and Path(path, "tokenizer.json").is_file())):
+        raise WorkflowError(f"data.tokenizer.kind 'pretrained' reads tokenizer.json from base_model.path "
+                            f"(or the model converted from base_model.gguf), but '{path}' has none")
     for key in ("train_books", "heldout_books"):
         try:
             books(key)
@@ -113,10 +123,15 @@ def books(key):
 
 
 def tokenizer_inputs(wildcards):
-    """The pretraining books a tokenizer is trained on, or the base model's own tokenizer.json."""
+    """The pretraining books a tokenizer is trained on, or the base model's folder with its own tokenizer."""
     if config["data"]["tokenizer"]["kind"] == "pretrained":
-        return {"pretrained": str(Path(base_model_dir(), "tokenizer.json"))}
+        return {"pretrained": base_model_dir()}
     return {"books": [book_path(CORPUS, b) for b in books("train_books")]}
+
+
+def base_source():
+    """Where the base model comes from: a Hugging Face folder, a GGUF file converted here, or pretraining here."""
+    return "path" if config["base_model"]["path"] else "gguf" if config["base_model"]["gguf"] else "pretrain"
 
 
 def base_model_dir():
@@ -124,7 +139,7 @@ def base_model_dir():
 
 
 def pretrain_outputs():
-    return [] if config["base_model"]["path"] else ["results/plots/pretrain_loss.png"]
+    return ["results/plots/pretrain_loss.png"] if base_source() == "pretrain" else []
 
 
 def model_dir(ref):
@@ -231,12 +246,16 @@ def final_scale():
 
 def retrieval_subjects():
     """Passkey and needle subjects, name -> model label, model folder, method, and factors file or scaling: the
-    base model under plain RoPE and each of evaluation.passkey.baselines at the final scale, every fine-tuned
-    model with its factors, and the exported model."""
+    base model under plain RoPE and each of evaluation.passkey.baselines at the final scale, the base model with
+    the factors searched on it (no fine-tuning), every fine-tuned model with its factors, and the exported model."""
     subjects = {}
     for method in ["none", *EVAL["passkey"]["baselines"]]:
         scaling = scaling_spec(method, 1.0 if method == "none" else final_scale())
         subjects[f"base_{method}"] = dict(model="base", path=base_model_dir(), method=method, scaling=scaling)
+    for run, (stage, settings) in search_runs().items():
+        if settings["model"] == "base" and settings["mode"] == "plain" and not run.endswith("_lambda"):
+            subjects[f"search_{run}"] = dict(model="base", path=base_model_dir(), method="longrope",
+                                             factors=f"results/search/{run}/factors.json")
     for stage in finetune_stages():
         subjects[f"ft_{stage}"] = dict(model=model_label(stage), path=model_dir(stage), method="longrope",
                                        factors=f"results/search/{stage}/factors.json")
@@ -250,14 +269,15 @@ def retrieval_subjects():
 
 def retrieval_inputs(subject):
     chosen = retrieval_subjects()[subject]
-    inputs = {"model": chosen["path"], "tokenizer": "results/data/tokenizer.json"}
+    inputs = {"model": chosen["path"], "tokenizer": TOKENIZER}
     if "factors" in chosen:
         inputs["factors"] = chosen["factors"]
     return inputs
 
 
-def stage_scales():
-    return sorted({float(s["scale"]) for s in config["stages"].values()})
+def extension_scales():
+    """Stage scales past L0: where baselines are evaluated (at scale 1 every baseline is plain RoPE)."""
+    return sorted({float(s["scale"]) for s in config["stages"].values()} - {1.0})
 
 
 _check_config()

@@ -5,7 +5,7 @@ rule tokenizer:
     input:
         unpack(tokenizer_inputs),
     output:
-        "results/data/tokenizer.json",
+        directory(TOKENIZER),
     params:
         kind=config["data"]["tokenizer"]["kind"],
         vocab_size=config["data"]["tokenizer"].get("vocab_size"),
@@ -21,7 +21,7 @@ rule tokenizer:
 
 rule token_ids:
     input:
-        tokenizer="results/data/tokenizer.json",
+        tokenizer=TOKENIZER,
         train=lambda w: [book_path(CORPUS, b) for b in books("train_books")],
         heldout=lambda w: [book_path(CORPUS, b) for b in books("heldout_books")],
     output:

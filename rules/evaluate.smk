@@ -6,6 +6,7 @@ EVAL_PARAMS = dict(
     tokens_per_length=EVAL["tokens_per_length"],
     seed=EVAL["seed"],
     attention=EVAL["attention"],
+    dtype=DTYPE,
 )
 
 
@@ -17,7 +18,7 @@ rule evaluate_base:
     output:
         "results/eval/base/{method}.csv",
     params:
-        scalings=lambda w: [(w.method, scaling_spec(w.method, s)) for s in ([1.0] if w.method == "none" else stage_scales())],
+        scalings=lambda w: [(w.method, scaling_spec(w.method, s)) for s in ([1.0] if w.method == "none" else extension_scales())],
         model="base",
         study="length",
         lengths=EVAL["lengths"],
@@ -140,6 +141,7 @@ rule evaluate_retrieval:
         needles=EVAL["needles"],
         beyond_target=EVAL["beyond_target"],
         attention=EVAL["attention"],
+        dtype=DTYPE,
     threads: EVAL["threads"]
     resources:
         **job_resources(),

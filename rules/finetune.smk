@@ -10,13 +10,13 @@ for _stage in finetune_stages():
             model=model_dir(_settings["from"]),
             scaling=f"results/search/{_stage}/factors.json",
             tokens="results/data/train.npy",
-            tokenizer="results/data/tokenizer.json",
+            tokenizer=TOKENIZER,
             deepspeed=[_settings["deepspeed"]] if _settings["deepspeed"] else [],
         output:
             model=directory(f"results/finetune/{_stage}/model"),
             loss=f"results/finetune/{_stage}/loss.csv",
         params:
-            settings=json.dumps(_settings, sort_keys=True),
+            settings=json.dumps({**_settings, "dtype": DTYPE}, sort_keys=True),
             launcher=launcher(_settings, job_resources("finetune", _stage)),
             script=SCRIPTS / "finetune.py",
             # Checkpoints live outside the outputs, so a killed job resumes instead of starting over.
@@ -61,11 +61,15 @@ if "export" in config:
         input:
             model=model_dir(stage_search(config["export"]["stage"])["model"]),
             scaling=f"results/search/{config['export']['stage']}/factors.json",
-            tokenizer="results/data/tokenizer.json",
+            tokenizer=TOKENIZER,
         output:
-            directory("results/export/model"),
+            model=directory("results/export/model"),
+            check="results/export/stock_check.csv",
         params:
             attention=EVAL["attention"],
+            dtype=DTYPE,
+            check_lengths=config["export"]["check_lengths"],
+        threads: EVAL["threads"]
         log:
             "logs/export.log",
         benchmark:

@@ -9,7 +9,7 @@ import torch
 
 from longrope.data import load_tokens, sample_windows, samples_for_length
 from longrope.evaluate import evaluation_lengths, perplexity, sliding_perplexity
-from longrope.model import apply_rope_scaling, load_model
+from longrope.model import apply_rope_scaling, compute_dtype, load_model
 from longrope.rope import RopeScaling, load_factors
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
@@ -20,7 +20,7 @@ scalings = [(label, RopeScaling.from_dict(spec)) for label, spec in p.scalings]
 if "factors" in snakemake.input.keys():
     scalings.append((p.label, load_factors(snakemake.input.factors)))
 tokens = load_tokens(snakemake.input.tokens)
-model = load_model(snakemake.input.model, attention=p.attention)
+model = load_model(snakemake.input.model, attention=p.attention, dtype=compute_dtype(p.dtype))
 rows = []
 for label, scaling in scalings:
     apply_rope_scaling(model, scaling)

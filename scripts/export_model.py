@@ -1,18 +1,27 @@
-"""Save the extended model (weights of the searched model, the export stage's RoPE scaling) for stock transformers."""
-import shutil
+"""Save the extended model (weights of the searched model, the export stage's RoPE scaling) for stock transformers,
+with its tokenizer, and check that stock transformers reproduces this package's forward at the check lengths."""
 import sys
-from pathlib import Path
 
-from longrope.model import apply_rope_scaling, load_model, save_extended
+import pandas as pd
+import torch
+
+from longrope.data import load_tokenizer
+from longrope.model import apply_rope_scaling, compare_with_stock, compute_dtype, load_model, save_extended
 from longrope.rope import load_factors
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+torch.set_num_threads(snakemake.threads)
 
+p = snakemake.params
 scaling = load_factors(snakemake.input.scaling)
-model = load_model(snakemake.input.model, attention=snakemake.params.attention)
+model = load_model(snakemake.input.model, attention=p.attention)  # float32: the saved weights stay exact
 apply_rope_scaling(model, scaling)
-save_extended(model, scaling, snakemake.output[0])
-shutil.copy(snakemake.input.tokenizer, Path(snakemake.output[0]) / "tokenizer.json")
+save_extended(model, scaling, snakemake.output.model)
+load_tokenizer(snakemake.input.tokenizer).save(snakemake.output.model)
 print(f"exported {snakemake.input.model} with {snakemake.input.scaling}: long factors up to {max(scaling.factors):g}, "
       f"short set {'searched' if scaling.short_factors else 'equal to the long set'}, n̂ = {scaling.n_hat}"
       + ("" if scaling.n_hat == 0 else " (transformers has no n̂: load with longrope.model.load_model for exact results)"))
+check = pd.DataFrame(compare_with_stock(snakemake.output.model, p.check_lengths, compute_dtype(p.dtype)),
+                     columns=["length", "dtype", "max_abs_diff_hidden", "max_abs_diff_logits", "identical"])
+print(check.to_string(index=False))
+check.to_csv(snakemake.output.check, index=False)

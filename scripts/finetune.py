@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from longrope.data import load_tokenizer, load_tokens
-from longrope.model import apply_rope_scaling, load_model, save_extended
+from longrope.model import apply_rope_scaling, compute_dtype, load_model, save_extended
 from longrope.rope import load_factors
 from longrope.train import TorchBackend, TrainConfig, train
 
@@ -35,7 +35,9 @@ torch.set_num_threads(settings["threads"])
 scaling = load_factors(args.scaling)
 cfg = TrainConfig(seq_len=settings.get("seq_len") or scaling.target_length, **{k: settings[k] for k in TRAIN_KEYS})
 gpu = torch.cuda.is_available()
-precision = {"auto": "bf16" if gpu else "fp32"}.get(settings["precision"], settings["precision"])
+# bf16 autocast over fp32 weights where compute.dtype chooses bfloat16 (GPUs, CPUs with bf16 matrix units).
+auto = "bf16" if compute_dtype(settings["dtype"]) == torch.bfloat16 else "fp32"
+precision = auto if settings["precision"] == "auto" else settings["precision"]
 # Everything that can be wrong is checked before the first step: the DeepSpeed JSON, the model folder, and that
 # the factors fit this model's head size and really change its forward.
 if settings["deepspeed"]:
@@ -57,7 +59,7 @@ print(f"backend: {type(backend).__name__}, {backend.world_size} process(es)", fi
 
 def save(trained):
     save_extended(trained, scaling, args.out)
-    shutil.copy(args.tokenizer, Path(args.out) / "tokenizer.json")
+    tokenizer.save(args.out)
 
 
 train(model, load_tokens(args.tokens), tokenizer, cfg, args.work_dir, args.loss, backend=backend, finish=save)

@@ -18,5 +18,5 @@ model = tiny_llama(vocab_size=tokenizer.vocab_size, original_length=p.original_l
 print(f"tiny Llama: {sum(t.numel() for t in model.parameters()):,} parameters; {cfg}")
 train(model, load_tokens(snakemake.input.tokens), tokenizer, cfg, p.work_dir, snakemake.output.loss)
 model.save_pretrained(snakemake.output.model)
-shutil.copy(snakemake.input.tokenizer, f"{snakemake.output.model}/tokenizer.json")
+tokenizer.save(snakemake.output.model)
 shutil.rmtree(p.work_dir)

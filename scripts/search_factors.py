@@ -10,7 +10,7 @@ from transformers import AutoConfig
 
 from longrope.data import load_tokens, sample_windows
 from longrope.fitness import FitnessPool, FitnessSpec
-from longrope.model import rope_geometry
+from longrope.model import compute_dtype, rope_geometry
 from longrope.report import plot_convergence
 from longrope.rope import RopeScaling, equivalent_factors, load_factors
 from longrope.search import config_from_settings, search
@@ -21,7 +21,8 @@ p = snakemake.params
 L0, target = p.original_length, round(p.scale * p.original_length)
 # Secondary search (paper §3.3): search λ₂ for the remaining ratio on top of an earlier stage's λ_ft and keep
 # λ_ft ⊙ λ₂. Recovery (paper §3.3, Table 10): search the short factor set, used up to this stage's length, for an
-# earlier stage's long factors (same attention factor, as Phi-3), at L0 and at this stage's length.
+# earlier stage's long factors (same attention factor, as Phi-3), at L0 and at this stage's length (one length when
+# they coincide: a short set for sequences within L0, as for a 2x extension).
 # A plain search starts from plain RoPE.
 mode = p.search["mode"]
 earlier = load_factors(snakemake.input.base_factors) if mode != "plain" else None
@@ -29,7 +30,7 @@ carried = np.asarray(earlier.factors) if mode == "secondary" else 1.0
 ratio = p.scale / earlier.scale if mode == "secondary" else p.scale
 cfg = config_from_settings(p.search, ratio)
 head_dim, base = rope_geometry(AutoConfig.from_pretrained(snakemake.input.model, local_files_only=True))
-fitness_lengths = [L0, target] if mode == "recovery" else [target]
+fitness_lengths = sorted({L0, target}) if mode == "recovery" else [target]
 tokens = load_tokens(snakemake.input.tokens)
 windows = [sample_windows(tokens, n, p.search["samples"], seed=[p.search["seed"], n]) for n in fitness_lengths]
 
@@ -44,7 +45,8 @@ def scaling(c) -> RopeScaling:
 seeds = [equivalent_factors(RopeScaling(m, L0, round(ratio * L0)), head_dim, base).tolist() for m in ("pi", "ntk", "yarn")]
 # Perplexity at the fitness length (the geometric mean over both lengths for a recovery search), on
 # search.workers model replicas; the first PI scaling verifies that the patch reaches each replica's forward.
-spec = FitnessSpec(snakemake.input.model, p.attention, RopeScaling("pi", L0, target), tuple(windows))
+spec = FitnessSpec(snakemake.input.model, p.attention, RopeScaling("pi", L0, target), tuple(windows),
+                   compute_dtype(p.dtype))
 bar = tqdm(total=cfg.generations + 1, desc=f"search_{p.stage}", file=sys.stderr)
 
 

@@ -1,4 +1,4 @@
-"""Train (BPE), declare (bytes) or copy (a pretrained model's own) the tokenizer."""
+"""Train (BPE), declare (bytes) or copy (a pretrained model's own) the tokenizer, as a Hugging Face tokenizer folder."""
 import sys
 
 from longrope.data import load_tokenizer, read_book, train_tokenizer
@@ -11,5 +11,6 @@ if snakemake.params.kind == "pretrained":
 else:
     texts = [read_book(p) for p in snakemake.input.books]
     tokenizer = train_tokenizer(snakemake.params.kind, texts, snakemake.params.vocab_size)
-    print(f"{tokenizer.kind} tokenizer, vocabulary {tokenizer.vocab_size}, trained on {len(texts)} books")
+    print(f"{snakemake.params.kind} tokenizer, vocabulary {tokenizer.vocab_size}, trained on {len(texts)} books")
+print(f"document markers: BOS {tokenizer.bos_id}, EOS {tokenizer.eos_id}")
 tokenizer.save(snakemake.output[0])

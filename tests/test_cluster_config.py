@@ -96,6 +96,7 @@ def test_a_real_model_brings_its_own_tokenizer(tmp_path, tiny_model):
     tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
     tiny_model.save_pretrained(tmp_path / "model")
     tokenizer.save(str(tmp_path / "model" / "tokenizer.json"))
+    (tmp_path / "model" / "tokenizer_config.json").write_text('{"bos_token": "<s>", "eos_token": "</s>"}')
 
     def edit(config):
         config["base_model"]["path"] = str(tmp_path / "model")

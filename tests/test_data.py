@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from longrope.data import (ByteTokenizer, encode_documents, list_books, load_tokenizer, passkey_prompt,
+from longrope.data import (Tokenizer, byte_tokenizer, encode_documents, list_books, load_tokenizer, passkey_prompt,
                            passkey_training_example, read_book, book_path, sample_windows, samples_for_length,
                            split_heldout, train_tokenizer)
 from conftest import ROOT
@@ -26,12 +26,34 @@ def test_list_books_expands_globs_and_rejects_unknown():
         book_path(CORPUS, "austen-persuasion")
 
 
-def test_byte_tokenizer_round_trip(tmp_path):
-    tok = ByteTokenizer()
-    text = "Emma Woodhouse — handsome, clever, and rich"
-    assert tok.decode(tok.encode(text)) == text
-    tok.save(tmp_path / "t.json")
-    assert isinstance(load_tokenizer(tmp_path / "t.json"), ByteTokenizer)
+TEXT = "Emma Woodhouse — handsome, clever, and rich, with a comfortable home 漢字\n\tand happy disposition"
+
+
+def test_byte_tokenizer_ids_are_the_utf8_bytes(tmp_path):
+    tok = byte_tokenizer()
+    assert tok.encode(TEXT) == list(TEXT.encode("utf-8"))
+    assert tok.decode(tok.encode(TEXT)) == TEXT
+    assert (tok.vocab_size, tok.bos_id, tok.eos_id) == (258, 256, 257)
+    tok.save(tmp_path / "tok")
+    loaded = load_tokenizer(tmp_path / "tok")
+    assert loaded.encode(TEXT) == tok.encode(TEXT) and (loaded.bos_id, loaded.eos_id) == (256, 257)
+
+
+@pytest.mark.parametrize("kind", ["byte", "bpe"])
+def test_our_tokenizers_round_trip_in_stock_transformers(tmp_path, kind):
+    """The folder we save (and export beside the model) opens with AutoTokenizer, no custom code, and encodes and
+    decodes exactly as the project's tokenizer; its own encode starts with BOS, as our documents do."""
+    from transformers import AutoTokenizer
+
+    sample = read_book(book_path(CORPUS, "shakespeare/sonnets"))[:3000] + TEXT
+    tok = train_tokenizer(kind, [sample], vocab_size=400)
+    tok.save(tmp_path / "tok")
+    stock = AutoTokenizer.from_pretrained(tmp_path / "tok", local_files_only=True)
+    ids = tok.encode(sample)
+    assert stock.encode(sample, add_special_tokens=False) == ids
+    assert stock.encode(sample) == [tok.bos_id, *ids]
+    assert stock.decode(ids) == tok.decode(ids) == sample
+    assert (stock.bos_token_id, stock.eos_token_id) == (tok.bos_id, tok.eos_id)
 
 
 def test_bpe_tokenizer_trains_saves_and_loads(tmp_path):
@@ -41,16 +63,66 @@ def test_bpe_tokenizer_trains_saves_and_loads(tmp_path):
     sample = text[:500]
     assert tok.decode(tok.encode(sample)) == sample
     assert len(tok.encode(sample)) < len(sample.encode())  # it does compress
-    tok.save(tmp_path / "bpe.json")
-    assert load_tokenizer(tmp_path / "bpe.json").encode(sample) == tok.encode(sample)
+    tok.save(tmp_path / "bpe")
+    assert load_tokenizer(tmp_path / "bpe").encode(sample) == tok.encode(sample)
     with pytest.raises(ValueError, match="needs vocab_size"):
         train_tokenizer("bpe", [text])
     with pytest.raises(ValueError, match="unknown tokenizer kind 'wordpiece'"):
         train_tokenizer("wordpiece", [text])
 
 
+def pretrained_folder(folder, specials, adds_bos, tokenizer_config=None, model_config=None):
+    """A model's tokenizer folder: a character-level vocabulary after `specials`, a post-processor that starts
+    sequences with the first special token when `adds_bos`."""
+    import json
+
+    from tokenizers import Tokenizer as HFTokenizer, models, pre_tokenizers, processors
+
+    vocab = {**{t: i for i, t in enumerate(specials)}, "[UNK]": len(specials)}
+    vocab.update({chr(c): len(vocab) + i for i, c in enumerate(range(32, 127))})
+    tokenizer = HFTokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    tokenizer.add_special_tokens(list(specials))
+    if adds_bos:
+        tokenizer.post_processor = processors.TemplateProcessing(single=f"{specials[0]} $A",
+                                                                 special_tokens=[(specials[0], 0)])
+    folder.mkdir()
+    tokenizer.save(str(folder / "tokenizer.json"))
+    for name, content in (("tokenizer_config.json", tokenizer_config), ("config.json", model_config)):
+        if content is not None:
+            (folder / name).write_text(json.dumps(content))
+    return folder
+
+
+def test_documents_use_the_models_own_markers(tmp_path):
+    """Llama 2 starts sequences with <s> and ends documents with </s>; SmolLM2 names <|im_start|> its BOS but never
+    adds it, so its documents are separated by EOS alone; Qwen2 has no BOS at all; a Mistral-style folder without
+    tokenizer_config.json names its markers in config.json."""
+    cases = [
+        (["<s>", "</s>"], True, {"bos_token": "<s>", "eos_token": "</s>"}, None, (0, 1)),
+        (["<|endoftext|>", "<|im_start|>", "<|im_end|>"], False,
+         {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "unk_token": "<|endoftext|>"}, None, (None, 2)),
+        (["<|endoftext|>"], False, {"bos_token": None, "eos_token": "<|endoftext|>"}, None, (None, 0)),
+        (["<s>", "</s>"], True, None, {"bos_token_id": 0, "eos_token_id": 1}, (0, 1)),
+    ]
+    for i, (specials, adds_bos, tokenizer_config, model_config, (bos, eos)) in enumerate(cases):
+        tok = load_tokenizer(pretrained_folder(tmp_path / str(i), specials, adds_bos, tokenizer_config, model_config))
+        assert (tok.bos_id, tok.eos_id) == (bos, eos), specials
+        ab, c = tok.encode("ab"), tok.encode("c")
+        assert encode_documents(tok, ["ab", "c"]).tolist() == (
+            [bos, *ab, eos, bos, *c, eos] if bos is not None else [*ab, eos, *c, eos])
+
+
+def test_a_tokenizer_without_document_markers_is_rejected(tmp_path):
+    folder = pretrained_folder(tmp_path / "t", ["<pad>"], False, {"pad_token": "<pad>"})
+    with pytest.raises(ValueError, match="has neither a BOS nor an EOS token to separate documents"):
+        load_tokenizer(folder)
+    with pytest.raises(FileNotFoundError, match="has no tokenizer.json"):
+        load_tokenizer(tmp_path)
+
+
 def test_documents_are_joined_with_bos_and_eos():
-    tok = ByteTokenizer()
+    tok = byte_tokenizer()
     ids = encode_documents(tok, ["ab", "c"])
     assert ids.tolist() == [tok.bos_id, 97, 98, tok.eos_id, tok.bos_id, 99, tok.eos_id]
     assert ids.dtype == np.uint16
@@ -83,7 +155,7 @@ def test_samples_shrink_with_length():
 
 @pytest.mark.parametrize("length", [110, 500, 2000])
 def test_passkey_prompt_fills_the_length_and_places_the_needle(length):
-    tok = ByteTokenizer()
+    tok = byte_tokenizer()
     early = passkey_prompt(tok, length, depth=0.0, key=31415, with_task=length > 400)
     late = passkey_prompt(tok, length, depth=1.0, key=31415, with_task=length > 400)
     for p in (early, late):
@@ -97,7 +169,7 @@ def test_passkey_prompt_fills_the_length_and_places_the_needle(length):
 
 
 def test_passkey_training_example_ends_with_its_answer():
-    tok = ByteTokenizer()
+    tok = byte_tokenizer()
     rng = np.random.default_rng(0)
     ids = passkey_training_example(tok, 128, rng)
     assert ids.shape == (128,)

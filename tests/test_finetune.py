@@ -8,20 +8,21 @@ import pytest
 import torch
 
 from conftest import ROOT
-from longrope.data import ByteTokenizer
+from longrope.data import byte_tokenizer
 from longrope.rope import RopeScaling
 
 SETTINGS = {"steps": 4, "batch_size": 2, "micro_batch_size": None, "seq_len": None, "lr": 1e-3, "warmup_steps": 1,
             "schedule": "linear", "min_lr_ratio": 0.0, "betas": [0.9, 0.999], "weight_decay": 0.0, "grad_clip": 1.0,
             "seed": 42, "checkpoint_every": 2, "passkey_fraction": 0.0, "sampling": "blocks", "deepspeed": None,
-            "processes": 1, "precision": "auto", "gradient_checkpointing": "auto", "attention": "auto", "threads": 1}
+            "processes": 1, "precision": "auto", "gradient_checkpointing": "auto", "attention": "auto", "threads": 1,
+            "dtype": "float32"}
 
 
 @pytest.fixture
 def inputs(tmp_path, tiny_model):
     tiny_model.save_pretrained(tmp_path / "model")
     np.save(tmp_path / "tokens.npy", np.random.default_rng(0).integers(0, 256, 5000).astype(np.uint16))
-    ByteTokenizer().save(tmp_path / "tokenizer.json")
+    byte_tokenizer().save(tmp_path / "tokenizer")
     return tmp_path
 
 
@@ -31,7 +32,7 @@ def finetune(tmp_path, factors, settings=None, model="model", out="out", launche
     return subprocess.run(
         [*launcher, str(ROOT / "scripts" / "finetune.py"), "--model", str(tmp_path / model),
          "--scaling", str(tmp_path / "factors.json"), "--tokens", str(tmp_path / "tokens.npy"),
-         "--tokenizer", str(tmp_path / "tokenizer.json"), "--out", str(tmp_path / out),
+         "--tokenizer", str(tmp_path / "tokenizer"), "--out", str(tmp_path / out),
          "--loss", str(tmp_path / f"{out}-loss.csv"), "--work-dir", str(tmp_path / f"{out}-work"),
          "--settings", json.dumps({**SETTINGS, **(settings or {})})],
         capture_output=True, text=True, timeout=300)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from longrope.data import ByteTokenizer
+from longrope.data import byte_tokenizer
 from longrope.evaluate import perplexity, sliding_perplexity
 from longrope.retrieval import (NEEDLE_TASKS, first_integer, greedy, needle_example, passkey_correct, passkey_trials,
                                 string_match_all)
@@ -38,7 +38,7 @@ def test_string_match_all(output, expected, score):
 
 @pytest.mark.parametrize("task", NEEDLE_TASKS)
 def test_needle_prompts_fit_and_hold_every_answer(task):
-    tok = ByteTokenizer()
+    tok = byte_tokenizer()
     example = needle_example(task, tok, 600, np.random.default_rng(0))
     assert 560 <= len(example.prompt) <= 600  # the haystack fills the length
     text = tok.decode(example.prompt)
@@ -51,7 +51,7 @@ def test_needle_prompts_fit_and_hold_every_answer(task):
 
 
 def test_passkey_trials_are_seeded_and_place_the_needle_at_each_depth():
-    tok = ByteTokenizer()
+    tok = byte_tokenizer()
     trials = list(passkey_trials(tok, 300, [0.0, 1.0], 3, seed=7, with_task=False))
     assert [d for d, _, _ in trials] == [0.0] * 3 + [1.0] * 3
     assert len({k for _, k, _ in trials}) == 6 and all(10000 <= k < 100000 for _, k, _ in trials)

@@ -14,14 +14,14 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT
-from longrope.data import ByteTokenizer
+from longrope.data import byte_tokenizer
 from longrope.train import TrainConfig, train
 
 # A child process that trains a tiny model; each batch is slowed down so the parent can kill it mid-run.
 CHILD = """
 import sys, time, numpy as np, torch
 import longrope.train as T
-from longrope.data import ByteTokenizer
+from longrope.data import byte_tokenizer
 from longrope.model import tiny_llama
 torch.set_num_threads(1)
 work, out, delay, backend = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
@@ -36,7 +36,7 @@ if backend == "deepspeed":
     backend = DeepSpeedBackend(model, cfg, {"zero_optimization": {"stage": 1}})
 else:
     backend = T.TorchBackend(model, cfg)
-T.train(model, tokens, ByteTokenizer(), cfg, work, work + "/loss.csv", backend=backend,
+T.train(model, tokens, byte_tokenizer(), cfg, work, work + "/loss.csv", backend=backend,
         finish=lambda trained: trained.save_pretrained(out))
 """
 
@@ -88,16 +88,16 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path, ti
 
     tiny_model.model.norm.register_forward_hook(poison)
     with pytest.raises(FloatingPointError, match="loss became nan at step 4; last good checkpoint kept"):
-        train(tiny_model, tokens, ByteTokenizer(), cfg, tmp_path, tmp_path / "loss.csv")
+        train(tiny_model, tokens, byte_tokenizer(), cfg, tmp_path, tmp_path / "loss.csv")
     assert (tmp_path / "latest").read_text() == "step-000004"
 
 
 def test_resume_refuses_other_settings(tmp_path, tiny_model):
     tokens = np.random.default_rng(0).integers(0, 256, 5000).astype(np.uint16)
     cfg = TrainConfig(steps=4, batch_size=2, seq_len=16, lr=1e-3, checkpoint_every=2)
-    train(tiny_model, tokens, ByteTokenizer(), cfg, tmp_path, tmp_path / "loss.csv")
+    train(tiny_model, tokens, byte_tokenizer(), cfg, tmp_path, tmp_path / "loss.csv")
     with pytest.raises(ValueError, match="other training settings"):
-        train(tiny_model, tokens, ByteTokenizer(), TrainConfig(**{**cfg.__dict__, "lr": 2e-3}), tmp_path,
+        train(tiny_model, tokens, byte_tokenizer(), TrainConfig(**{**cfg.__dict__, "lr": 2e-3}), tmp_path,
               tmp_path / "loss.csv")
 
 
@@ -127,11 +127,11 @@ def test_batches_are_a_function_of_seed_and_step():
 
     tokens = np.arange(10_000) % 256
     cfg = TrainConfig(steps=10, batch_size=8, seq_len=128, lr=1e-3, passkey_fraction=0.25, seed=3)
-    a = batch_at(4, tokens, cfg, ByteTokenizer())
+    a = batch_at(4, tokens, cfg, byte_tokenizer())
     assert a.shape == (8, 129)
-    assert torch.equal(a, batch_at(4, tokens, cfg, ByteTokenizer()))
-    assert not torch.equal(a, batch_at(5, tokens, cfg, ByteTokenizer()))
-    assert "pass key" in ByteTokenizer().decode(a[-1].tolist())
+    assert torch.equal(a, batch_at(4, tokens, cfg, byte_tokenizer()))
+    assert not torch.equal(a, batch_at(5, tokens, cfg, byte_tokenizer()))
+    assert "pass key" in byte_tokenizer().decode(a[-1].tolist())
 
 
 def test_deepspeed_zero1_trains_like_plain_torch(tmp_path):
@@ -158,8 +158,8 @@ def test_gradient_accumulation_equals_the_whole_batch(tiny_model):
     assert micro.accumulation(1) == (1, 4) and micro.accumulation(2) == (1, 2) and whole.accumulation(2) == (2, 1)
     a, b = copy.deepcopy(tiny_model), copy.deepcopy(tiny_model)
     with tempfile.TemporaryDirectory() as d:
-        train(a, tokens, ByteTokenizer(), whole, Path(d) / "a", Path(d) / "a.csv")
-        train(b, tokens, ByteTokenizer(), micro, Path(d) / "b", Path(d) / "b.csv")
+        train(a, tokens, byte_tokenizer(), whole, Path(d) / "a", Path(d) / "a.csv")
+        train(b, tokens, byte_tokenizer(), micro, Path(d) / "b", Path(d) / "b.csv")
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=name)
     with pytest.raises(ValueError, match="batch_size 4 does not split into 3 process"):
@@ -172,7 +172,7 @@ def test_block_sampling_takes_whole_chunks():
     tokens = np.arange(1000)
     cfg = TrainConfig(steps=5, batch_size=6, seq_len=100, lr=1e-3, sampling="blocks")
     for step in range(5):
-        batch = batch_at(step, tokens, cfg, ByteTokenizer())
+        batch = batch_at(step, tokens, cfg, byte_tokenizer())
         assert batch.shape == (6, 101) and (batch[:, 0] % 100 == 0).all()
         assert (batch[:, -1] <= 999).all()
 
