@@ -129,6 +129,17 @@ def test_test_config_runs_end_to_end(test_config_run):
         ids = torch.randint(0, 256, (1, length), generator=torch.Generator().manual_seed(length))
         with torch.no_grad():
             assert torch.equal(stock(ids).logits, ours(ids).logits)
+    check = pd.read_csv(tmp_path / "results" / "export" / "stock_check.csv")  # the export's own check, same lengths
+    assert check["length"].tolist() == config["export"]["check_lengths"] and check["identical"].all()
+    # …and its tokenizer folder opens in stock transformers and encodes as ours
+    from transformers import AutoTokenizer
+
+    from longrope.data import load_tokenizer
+
+    stock_tokenizer = AutoTokenizer.from_pretrained(tmp_path / "results" / "export" / "model", local_files_only=True)
+    ours_tokenizer = load_tokenizer(tmp_path / "results" / "data" / "tokenizer")
+    text = "Full fathom five thy father lies"
+    assert stock_tokenizer.encode(text, add_special_tokens=False) == ours_tokenizer.encode(text)
 
     tables = tmp_path / "results" / "tables"
     for name in ("table1_perplexity", "search_vs_baselines", "table2_n_hat", "table5_extended_models",
