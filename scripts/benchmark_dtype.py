@@ -1,10 +1,10 @@
-"""bfloat16 against float32 for search fitness: seconds per fitness evaluation, and whether bf16 ranks candidate
-scalings as fp32 does (Spearman rank correlation), on the same fitness windows of the target length.
+"""bfloat16 against float32 for search fitness, on a finished search: does float32 rank the candidates the search
+scored (in bfloat16) the same way (Spearman rank correlation), and what does one fitness evaluation cost in each.
 
-    .venv/bin/python scripts/benchmark_dtype.py --model results/base/model --original-length 8192 --scale 2 \
+    .venv/bin/python scripts/benchmark_dtype.py results/search/128k --model results/base/model \\
         --out docs/smollm2/dtype.csv
-Candidates, as a search's first generation: PI-, NTK- and YaRN-equivalent λ and seeded random monotone mutants of
-them within the paper's bounds [1, 1.25·s].
+Every candidate the search evaluated is rescored in float32 on the search's own fitness windows; the first is also
+rescored in bfloat16, which must reproduce its logged fitness, and times both.
 """
 import argparse
 import json
@@ -17,64 +17,53 @@ import torch
 
 from longrope.data import load_tokens, sample_windows
 from longrope.evaluate import perplexity
-from longrope.model import apply_rope_scaling, load_model, rope_geometry
-from longrope.rope import RopeScaling, equivalent_factors
-from longrope.search import SearchConfig, snap
+from longrope.model import apply_rope_scaling, load_model
+from longrope.rope import RopeScaling
 
 
 def spearman(a, b) -> float:
     return float(np.corrcoef(pd.Series(a).rank(), pd.Series(b).rank())[0, 1])
 
 
-def candidates(n: int, original_length: int, scale: float, head_dim: int, base: float, seed: int) -> list[list[float]]:
-    cfg = SearchConfig(ceiling=1.25 * scale)
-    seeds = [equivalent_factors(RopeScaling(m, original_length, round(scale * original_length)), head_dim, base)
-             .numpy() for m in ("pi", "ntk", "yarn")]
-    rng = np.random.default_rng(seed)
-    mutants = [seeds[i % 3] * np.exp(rng.normal(0, 0.2, len(seeds[0]))) for i in range(n - 3)]
-    return [list(snap(f, cfg)) for f in seeds + mutants]
+def timed_perplexity(model, scaling, windows) -> tuple[float, float]:
+    apply_rope_scaling(model, scaling, verify=False)
+    t0 = time.perf_counter()
+    return perplexity(model, windows).ppl, time.perf_counter() - t0
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage_dir", type=Path, help="results/search/<stage> of a finished plain search run in bf16")
     parser.add_argument("--model", type=Path, default=Path("results/base/model"))
     parser.add_argument("--tokens", type=Path, default=Path("results/data/fitness.npy"))
-    parser.add_argument("--original-length", type=int, required=True, help="L0")
-    parser.add_argument("--scale", type=float, required=True, help="the fitness length is scale × L0")
-    parser.add_argument("--candidates", type=int, default=12)
-    parser.add_argument("--windows", type=int, default=1, help="fitness windows per candidate")
-    parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True, help="CSV, one row per candidate; a JSON summary beside it")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    L0, target = args.original_length, round(args.scale * args.original_length)
-    models = {name: load_model(args.model, dtype=dtype) for name, dtype in
-              (("float32", torch.float32), ("bfloat16", torch.bfloat16))}
-    head_dim, base = rope_geometry(models["float32"].config)
-    picks = candidates(args.candidates, L0, args.scale, head_dim, base, args.seed)
-    windows = sample_windows(load_tokens(args.tokens), target, args.windows, seed=[args.seed, target])
+    found = json.loads((args.stage_dir / "factors.json").read_text())
+    settings, L0, target = found["search"], found["original_length"], found["target_length"]
+    records = [json.loads(line) for line in (args.stage_dir / "search_log.jsonl").read_text().splitlines()][1:]
+    evaluated = [e for r in records for e in r["evaluated"]]
+    windows = sample_windows(load_tokens(args.tokens), target, settings["samples"], seed=[settings["seed"], target])
+    scalings = [RopeScaling("longrope", L0, target, factors=e["factors"], n_hat=e["n_hat"]) for e in evaluated]
 
+    bf16_check, bf16_seconds = timed_perplexity(load_model(args.model, dtype=torch.bfloat16), scalings[0], windows)
+    fp32 = load_model(args.model, dtype=torch.float32)
     rows = []
-    for i, factors in enumerate(picks):
-        scaling = RopeScaling("longrope", L0, target, factors=factors)
-        row = {"candidate": i}
-        for name, model in models.items():  # alternating, so load on the machine falls on both alike
-            apply_rope_scaling(model, scaling, verify=False)
-            t0 = time.perf_counter()
-            row[f"ppl_{name}"] = perplexity(model, windows).ppl
-            row[f"seconds_{name}"] = time.perf_counter() - t0
-        rows.append(row)
-        print(row, flush=True)
+    for i, (entry, scaling) in enumerate(zip(evaluated, scalings)):
+        ppl, seconds = timed_perplexity(fp32, scaling, windows)
+        rows.append({"candidate": i, "ppl_bfloat16": entry["fitness"], "ppl_float32": ppl, "seconds_float32": seconds})
+        print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
     summary = {
-        "model": str(args.model), "length": target, "windows": args.windows,
+        "model": str(args.model), "search": str(args.stage_dir), "length": target, "windows": settings["samples"],
         "candidates": len(rows), "threads": args.threads,
-        "seconds_per_evaluation": {n: float(table[f"seconds_{n}"].mean()) for n in models},
-        "speedup_bf16": float(table["seconds_float32"].mean() / table["seconds_bfloat16"].mean()),
+        "bf16_reproduces_logged_fitness": bf16_check == evaluated[0]["fitness"],
+        "seconds_per_evaluation": {"bfloat16": bf16_seconds, "float32": float(table["seconds_float32"].mean())},
+        "speedup_bf16": float(table["seconds_float32"].mean() / bf16_seconds),
         "spearman_bf16_vs_fp32": spearman(table["ppl_float32"], table["ppl_bfloat16"]),
         "max_relative_ppl_difference": float((table["ppl_bfloat16"] / table["ppl_float32"] - 1).abs().max()),
         "same_best_candidate": bool(table["ppl_float32"].idxmin() == table["ppl_bfloat16"].idxmin()),

@@ -157,8 +157,8 @@ def test_test_config_runs_end_to_end(test_config_run):
 
     passkey, needles = pd.read_csv(tables / "passkey.csv"), pd.read_csv(tables / "needles.csv")
     settings = config["evaluation"]["passkey"]
-    subjects = {("base", "none"), *(("base", m) for m in settings["baselines"]), ("ft_128k", "longrope"),
-                ("ft_256k", "longrope"), ("ft_256k", "longrope_short")}
+    subjects = {("base", "none"), *(("base", m) for m in settings["baselines"]), ("base", "longrope"),
+                ("ft_128k", "longrope"), ("ft_256k", "longrope"), ("ft_256k", "longrope_short")}
     assert set(zip(passkey["model"], passkey["method"])) == subjects
     assert set(passkey["depth"]) == set(settings["depths"]) and (passkey["trials"] == settings["trials"]).all()
     assert passkey["accuracy"].between(0, 1).all() and needles["score"].between(0, 1).all()
