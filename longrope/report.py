@@ -106,6 +106,8 @@ def _ratio(name: str, ratio: tuple[float, float, float]) -> dict:
 
 def _wide(rows: pd.DataFrame, index: list[str], column: str, label=str, value: str = "ppl") -> pd.DataFrame:
     """One column per value of `column` (named by `label`), each followed by its interval's bounds."""
+    if rows.empty:
+        return pd.DataFrame()
     stats = rows.set_index(index + [column])[[value, f"{value}_lo", f"{value}_hi"]].unstack(column)
     wide = pd.DataFrame(index=stats.index)
     for c in stats[value].columns:

@@ -64,13 +64,18 @@ def paired_bootstrap_ratio(nll_a, nll_b, resamples: int = 2000, seed: int = 0,
     """ppl_a / ppl_b for two models or scalings scored on the same units (unit i of a and of b is one window),
     and the percentile interval of that ratio over `resamples` resamplings of the units, drawn from `seed`.
     Resampling pairs, not each side alone, removes the windows' shared difficulty from the interval. A non-finite
-    NLL gives no ratio (NaN)."""
+    NLL gives no ratio, one unit no interval (NaN)."""
     a, b = np.asarray(nll_a, dtype=float), np.asarray(nll_b, dtype=float)
     if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
         raise ValueError(f"paired NLLs must be two equally long lists of units, got {a.shape} and {b.shape}")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         return math.nan, math.nan, math.nan
-    diff = a - b
-    picks = np.random.default_rng(seed).integers(0, len(diff), size=(resamples, len(diff)))
-    lo, hi = np.quantile(diff[picks].mean(axis=1), [0.5 - level / 2, 0.5 + level / 2])
+    diff, n = a - b, len(a)
+    if n < 2:
+        return math.exp(diff.mean()), math.nan, math.nan
+    # The plain percentile interval is too narrow with few units (79 % coverage with 4); the expanded percentile
+    # interval (Hesterberg 2015) takes the tails at the normal probability of sqrt(n / (n - 1)) · t_{n-1}.
+    tail = 1 - NormalDist().cdf(math.sqrt(n / (n - 1)) * t_quantile(n - 1, level))
+    picks = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    lo, hi = np.quantile(diff[picks].mean(axis=1), [tail, 1 - tail])
     return math.exp(diff.mean()), math.exp(lo), math.exp(hi)
