@@ -10,7 +10,7 @@ from longrope.report import (PairedWindows, ablation, extended_models, finetune_
                              needle_table, passkey_table, perplexity_by_length, search_vs_baselines, short_recovery)
 from longrope.stats import perplexity_interval, wilson_interval
 
-DIFFICULTY = np.array([-0.3, -0.1, 0.0, 0.1, 0.3])  # shared by every row at a length: the same windows
+DIFFICULTY = np.array([-0.3, -0.2, -0.1, 0.0, 0.0, 0.1, 0.2, 0.3])  # shared by the rows at a length: same windows
 
 
 def scored(model, method, scale, length, ppl, study="length", n_hat=0, seed=0):
@@ -62,7 +62,7 @@ def test_search_vs_best_baseline_is_paired_on_the_same_windows():
     # The windows' shared difficulty (±0.3 nats) cancels in the pairs: the interval is far narrower than either
     # perplexity's own, and excludes 1.
     assert row["ratio lo"] < row["ratio"] < row["ratio hi"] < 1
-    assert (row["ratio hi"] - row["ratio lo"]) / row["ratio"] < 0.05 < (row["longrope hi"] - row["longrope lo"]) / 6.0
+    assert (row["ratio hi"] - row["ratio lo"]) / row["ratio"] < 0.2 * (row["longrope hi"] - row["longrope lo"]) / 6.0
     assert "ft_8x" not in table.index.get_level_values("model")  # no baselines on that model: no row
 
 
