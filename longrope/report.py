@@ -262,7 +262,7 @@ def plot_perplexity(tidy: pd.DataFrame, original_length: int, path: str, dpi: in
             rows = rows.sort_values("length")
             name = label(model, method)
             ax.plot(rows["length"], rows["ppl"], marker="o", ms=3, color=colour[name], label=name)
-            ax.fill_between(rows["length"], rows["ppl_lo"], rows["ppl_hi"], color=colour[name], alpha=0.2, lw=0)
+            ax.fill_between(rows["length"], rows["ppl_lo"], rows["ppl_hi"], color=colour[name], alpha=0.12, lw=0)
         ax.axvline(original_length, ls="--", c="grey", lw=0.8)
         ax.set(xscale="log", yscale="log", xlabel="evaluation length (tokens)", title=f"scale s = {scale:g}")
         ax.grid(alpha=0.3, which="both")
