@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,19 +173,27 @@ def load_tokens(path: str | Path) -> np.ndarray:
 # Windows
 
 
-def sample_windows(tokens: np.ndarray, length: int, n: int, seed: int | list[int]) -> np.ndarray:
-    """`n` non-overlapping windows of `length` tokens, slots chosen by `seed` (same seed → same windows)."""
-    slots = len(tokens) // length
+def window_starts(region: int, length: int, n: int, seed: int | list[int]) -> np.ndarray:
+    """Sorted first-token offsets of `n` non-overlapping windows of `length` in a region of `region` tokens,
+    slots chosen by `seed`: the same (region, length, n, seed) always gives the same windows, so every model
+    and scaling evaluated at a length is scored on identical text and comparisons can pair."""
+    slots = region // length
     if n > slots:
-        raise ValueError(f"region of {len(tokens)} tokens holds only {slots} windows of {length}, {n} asked for")
-    rng = np.random.default_rng(seed)
-    starts = np.sort(rng.choice(slots, size=n, replace=False)) * length
-    return np.stack([tokens[s : s + length] for s in starts]).astype(np.int64)
+        raise ValueError(f"region of {region} tokens holds only {slots} windows of {length}, {n} asked for")
+    return np.sort(np.random.default_rng(seed).choice(slots, size=n, replace=False)) * length
 
 
-def samples_for_length(length: int, max_samples: int, tokens_per_length: int) -> int:
-    """Fewer windows at long lengths so every length costs about the same number of tokens."""
-    return max(1, min(max_samples, tokens_per_length // length))
+def sample_windows(tokens: np.ndarray, length: int, n: int, seed: int | list[int]) -> np.ndarray:
+    """The windows of `window_starts` as an (n, length) int64 array."""
+    return np.stack([tokens[s : s + length] for s in window_starts(len(tokens), length, n, seed)]).astype(np.int64)
+
+
+def samples_for_length(length: int, max_samples: int, tokens_per_length: int, min_samples: int, region: int) -> int:
+    """Windows to score at one length: enough for `tokens_per_length` scored tokens (a window scores length - 1),
+    so short lengths get many cheap windows; at least `min_samples` (an interval needs several windows), at most
+    `max_samples`, and never more than the `region` of tokens holds."""
+    wanted = min(max_samples, max(min_samples, math.ceil(tokens_per_length / max(1, length - 1))))
+    return max(1, min(wanted, region // length))
 
 
 # ---------------------------------------------------------------------------------------------

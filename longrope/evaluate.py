@@ -1,7 +1,6 @@
-"""Perplexity of a (RoPE-scaled) causal LM on fixed windows."""
+"""Perplexity of a (RoPE-scaled) causal LM on fixed windows, with each window's NLL kept for intervals and pairing."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +8,7 @@ import torch
 
 from .model import next_token_nll
 from .rope import RopeScaling
+from .stats import exp_nll, perplexity_interval
 
 
 def evaluation_lengths(scaling: RopeScaling, lengths: list[int], beyond_target: float) -> list[int]:
@@ -18,23 +18,31 @@ def evaluation_lengths(scaling: RopeScaling, lengths: list[int], beyond_target: 
 
 @dataclass(frozen=True)
 class Perplexity:
-    ppl: float
-    n_samples: int
+    """exp(mean over units of each unit's mean NLL). A unit is one window (truncate) or one document (sliding,
+    the mean over its windows); units are the independent samples that intervals and paired comparisons use."""
+    unit_nll: np.ndarray
     tokens: int  # scored tokens
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.unit_nll)
+
+    @property
+    def ppl(self) -> float:
+        return exp_nll(float(np.mean(self.unit_nll)))
+
+    def summary(self) -> dict:
+        """ppl, its 95 % interval (ppl_lo, ppl_hi), nll_mean and nll_se: the tidy CSV's columns."""
+        return perplexity_interval(self.unit_nll)
 
 
 @torch.no_grad()
 def perplexity(model, windows: np.ndarray) -> Perplexity:
-    """exp(mean over windows of each window's mean NLL), as the official evaluator; one forward per window.
-
-    A window whose NLL is not finite makes the result infinite rather than an error: a diverging scaling
-    is a result, not a crash.
-    """
+    """One forward per window, as the official evaluator. A window whose NLL is not finite makes the perplexity
+    infinite rather than an error: a diverging scaling is a result, not a crash."""
     device = next(model.parameters()).device
     per_window = [next_token_nll(model, torch.as_tensor(w, device=device)[None]).mean().item() for w in windows]
-    mean_nll = float(np.mean(per_window))
-    ppl = math.exp(mean_nll) if math.isfinite(mean_nll) and mean_nll < 700 else math.inf
-    return Perplexity(ppl, len(windows), len(windows) * (windows.shape[1] - 1))
+    return Perplexity(np.asarray(per_window), len(windows) * (windows.shape[1] - 1))
 
 
 @torch.no_grad()
@@ -42,14 +50,15 @@ def sliding_perplexity(model, documents: np.ndarray, window: int, stride: int) -
     """Sliding-window perplexity over whole documents, as the official evaluator without its 10-window cap.
 
     Windows of `window` tokens start every `stride` tokens; each scores only the tokens no earlier window
-    scored (the first scores all of its own). Result: exp(mean over all windows of their mean NLL).
+    scored (the first scores all of its own). Result: exp(mean over all windows of their mean NLL); documents
+    are equally long, so that is also the mean over documents of each document's mean over its windows.
     """
     if not 0 < stride <= window:
         raise ValueError(f"stride must lie in [1, window = {window}], got {stride}")
     device = next(model.parameters()).device
-    per_window, scored = [], 0
+    per_document, scored = [], 0
     for document in documents:
-        scored_until = 0  # every position below this one has been scored
+        per_window, scored_until = [], 0  # every position below scored_until has been scored
         for begin in range(0, len(document) - 1, stride):
             end = min(begin + window, len(document))
             nll = next_token_nll(model, torch.as_tensor(document[begin:end], device=device)[None])[0]
@@ -58,6 +67,5 @@ def sliding_perplexity(model, documents: np.ndarray, window: int, stride: int) -
             scored, scored_until = scored + len(new), end
             if end == len(document):
                 break
-    mean_nll = float(np.mean(per_window))
-    ppl = math.exp(mean_nll) if math.isfinite(mean_nll) and mean_nll < 700 else math.inf
-    return Perplexity(ppl, len(documents), scored)
+        per_document.append(np.mean(per_window))
+    return Perplexity(np.asarray(per_document), scored)

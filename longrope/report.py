@@ -8,33 +8,116 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .stats import paired_bootstrap_ratio, wilson_interval  # noqa: E402
+
 
 BASELINES = ("pi", "ntk", "dynamic_ntk", "yarn")
+KEY = ["study", "model", "method", "scale", "n_hat", "length"]  # one perplexity row of the tidy results
 
 
 def scaling_label(method: str, scale: float) -> str:
     return method if method == "none" else f"{method} s={scale:g}"
 
 
+# ---------------------------------------------------------------------------------------------
+# Rendering: a column `c` followed by `c lo` and `c hi` (its 95 % interval) is shown as one cell "v [lo, hi]";
+# a column named "ratio…" is a paired comparison, marked when its interval excludes 1.
+
+
+def _interval_bounds(column, columns) -> bool:
+    name = str(column)
+    return name.endswith((" lo", " hi")) and name[:-3] in columns
+
+
+def _text_cells(frame: pd.DataFrame, digits: int, escape, mark: str) -> tuple[list[str], list[list[str]]]:
+    frame = frame.reset_index()
+    frame.columns = [str(c) for c in frame.columns]
+    shown = [c for c in frame.columns if not _interval_bounds(c, frame.columns)]
+
+    def cell(row, column) -> str:
+        value = row[column]
+        if pd.isna(value):
+            return ""
+        if not isinstance(value, float):
+            return escape(value)
+        d = digits + 1 if column.startswith("ratio") else digits
+        text = f"{value:.{d}f}"
+        lo, hi = row.get(f"{column} lo", np.nan), row.get(f"{column} hi", np.nan)
+        if not (pd.isna(lo) or pd.isna(hi)):
+            text += f" [{lo:.{d}f}, {hi:.{d}f}]"
+            if column.startswith("ratio") and (hi < 1 or lo > 1):
+                text += mark
+        return text
+
+    return [escape(c) for c in shown], [[cell(row, c) for c in shown] for row in frame.to_dict("records")]
+
+
 def markdown(frame: pd.DataFrame, digits: int = 2) -> str:
     """A plain Markdown table (index included); missing values stay blank."""
-    frame = frame.reset_index()
-    cells = [[("" if pd.isna(v) else f"{v:.{digits}f}" if isinstance(v, float) else str(v)) for v in row]
-             for row in frame.itertuples(index=False)]
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    header, cells = _text_cells(frame, digits, str, r"\*")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
 
 
 def latex(frame: pd.DataFrame, digits: int = 2) -> str:
     """The same table as `markdown`, as a LaTeX tabular (booktabs rules)."""
-    frame = frame.reset_index()
     escape = lambda v: str(v).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")  # noqa: E731
-    cells = [[("" if pd.isna(v) else f"{v:.{digits}f}" if isinstance(v, float) else escape(v)) for v in row]
-             for row in frame.itertuples(index=False)]
-    lines = [r"\begin{tabular}{" + "l" * len(frame.columns) + "}", r"\toprule",
-             " & ".join(escape(c) for c in frame.columns) + r" \\", r"\midrule"]
+    header, cells = _text_cells(frame, digits, escape, r"$^*$")
+    lines = [r"\begin{tabular}{" + "l" * len(header) + "}", r"\toprule", " & ".join(header) + r" \\", r"\midrule"]
     lines += [" & ".join(row) + r" \\" for row in cells]
     return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"]) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables (numbers with their intervals; CSVs keep the bounds as columns)
+
+
+class PairedWindows:
+    """The per-window NLLs of every perplexity row (the evaluations' *.windows.csv), to compare two rows on the
+    windows they share: the ratio of their perplexities with a seeded paired-bootstrap 95 % interval."""
+
+    def __init__(self, windows: pd.DataFrame, resamples: int = 2000, seed: int = 0):
+        self.units = {key: (group["start"].to_numpy(), group["nll"].to_numpy())
+                      for key, group in windows.sort_values("start").groupby(KEY, sort=False)}
+        self.resamples, self.seed = resamples, seed
+
+    def ratio(self, a: dict, b: dict) -> tuple[float, float, float]:
+        """ppl(a) / ppl(b) and its interval, for two tidy perplexity rows."""
+        (starts_a, nll_a), (starts_b, nll_b) = (self._units(row) for row in (a, b))
+        if not np.array_equal(starts_a, starts_b):
+            raise ValueError(f"rows {[a[k] for k in KEY]} and {[b[k] for k in KEY]} were not scored on the same "
+                             f"windows, so they cannot be compared paired")
+        return paired_bootstrap_ratio(nll_a, nll_b, self.resamples, self.seed)
+
+    def _units(self, row: dict):
+        key = tuple(row[k] for k in KEY)
+        if key not in self.units:
+            raise KeyError(f"no per-window NLLs for the perplexity row {dict(zip(KEY, key))}")
+        return self.units[key]
+
+
+def _interval(name: str, row: dict, value: str = "ppl") -> dict:
+    return {name: row[value], f"{name} lo": row[f"{value}_lo"], f"{name} hi": row[f"{value}_hi"]}
+
+
+def _ratio(name: str, ratio: tuple[float, float, float]) -> dict:
+    return dict(zip((name, f"{name} lo", f"{name} hi"), ratio))
+
+
+def _wide(rows: pd.DataFrame, index: list[str], column: str, label=str, value: str = "ppl") -> pd.DataFrame:
+    """One column per value of `column` (named by `label`), each followed by its interval's bounds."""
+    if rows.empty:
+        return pd.DataFrame()
+    stats = rows.set_index(index + [column])[[value, f"{value}_lo", f"{value}_hi"]].unstack(column)
+    wide = pd.DataFrame(index=stats.index)
+    for c in stats[value].columns:
+        name = label(c)
+        wide[name], wide[f"{name} lo"], wide[f"{name} hi"] = (stats[v][c] for v in (value, f"{value}_lo", f"{value}_hi"))
+    return wide
+
+
+def _by_length(original_length: int):
+    return lambda n: f"{n} ({n / original_length:g}·L0)"
 
 
 def perplexity_by_length(tidy: pd.DataFrame, original_length: int) -> pd.DataFrame:
@@ -42,82 +125,130 @@ def perplexity_by_length(tidy: pd.DataFrame, original_length: int) -> pd.DataFra
     tidy = tidy[(tidy["study"] == "length") & (tidy["model"] == "base")]
     tidy = tidy.assign(row=[scaling_label(m, s) for m, s in zip(tidy["method"], tidy["scale"])])
     order = tidy.drop_duplicates("row").sort_values(["model", "scale", "method"])
-    wide = tidy.pivot_table(index=["model", "row"], columns="length", values="ppl", aggfunc="first")
-    wide = wide.reindex(pd.MultiIndex.from_frame(order[["model", "row"]])).rename_axis(["model", "method"])
-    wide.columns = [f"{n} ({n / original_length:g}·L0)" for n in wide.columns]
-    return wide
+    wide = _wide(tidy, ["model", "row"], "length", _by_length(original_length))
+    return wide.reindex(pd.MultiIndex.from_frame(order[["model", "row"]])).rename_axis(["model", "method"])
 
 
-def search_vs_baselines(tidy: pd.DataFrame, scales: list[float]) -> pd.DataFrame:
-    """Searched factors against the best baseline set for the same scale on the same model, at each length."""
+def search_vs_baselines(tidy: pd.DataFrame, scales: list[float], pairs: PairedWindows) -> pd.DataFrame:
+    """Searched factors against the best baseline set for the same scale on the same model, at each length;
+    ratio < 1: the search wins. The best baseline is picked on the same windows, which favours it slightly."""
     rows = []
     for scale in scales:
         at = tidy[(tidy["scale"] == scale) & (tidy["study"] == "length")]
         for (model, length), group in at.groupby(["model", "length"]):
-            base = group[group["method"].isin(BASELINES)].sort_values("ppl")
-            searched = group[group["method"] == "longrope"]
-            if base.empty or searched.empty:
+            base = group[group["method"].isin(BASELINES)].sort_values("ppl").to_dict("records")
+            searched = group[group["method"] == "longrope"].to_dict("records")
+            if not base or not searched:
                 continue
-            best = base.iloc[0]
-            rows.append({"model": model, "scale": scale, "length": length, "longrope": searched["ppl"].iloc[0],
-                         "best baseline": best["method"], "its ppl": best["ppl"],
-                         "ratio": searched["ppl"].iloc[0] / best["ppl"]})
+            best, searched = base[0], searched[0]
+            rows.append({"model": model, "scale": scale, "length": length, "windows": searched["n_samples"],
+                         **_interval("longrope", searched), "best baseline": best["method"],
+                         **_interval("its ppl", best), **_ratio("ratio", pairs.ratio(searched, best))})
     return pd.DataFrame(rows).set_index(["model", "scale", "length"]) if rows else pd.DataFrame()
 
 
-def ablation(tidy: pd.DataFrame, scales: list[float]) -> pd.DataFrame:
-    """Paper Table 11: PI, λ only, λ + n̂ by length, for each (model, scale) that has a λ-only search."""
+def ablation(tidy: pd.DataFrame, scales: list[float], pairs: PairedWindows) -> pd.DataFrame:
+    """Paper Table 11: PI, λ only, λ + n̂ by length, for each (model, scale) that has a λ-only search, and
+    ppl(λ + n̂) / ppl(λ only) on the same windows."""
     methods = {"pi": "PI", "longrope_lambda": "λ only", "longrope": "λ + n̂"}
-    rows = tidy[(tidy["study"] == "length") & tidy["scale"].isin(scales) & tidy["method"].isin(methods)]
-    wide = rows.pivot_table(index=["model", "scale", "length"], columns="method", values="ppl", aggfunc="first")
-    ablated = rows[rows["method"] == "longrope_lambda"][["model", "scale"]].drop_duplicates()
-    wide = wide[wide.index.droplevel("length").isin(list(ablated.itertuples(index=False, name=None)))]
-    return wide.reindex(columns=[m for m in methods if m in wide.columns]).rename(columns=methods)
+    tidy = tidy[(tidy["study"] == "length") & tidy["scale"].isin(scales) & tidy["method"].isin(methods)]
+    rows = []
+    for (model, scale, length), group in tidy.groupby(["model", "scale", "length"]):
+        found = {r["method"]: r for r in group.to_dict("records")}
+        if "longrope_lambda" not in found:
+            continue
+        row = {"model": model, "scale": scale, "length": length}
+        for method, name in methods.items():
+            row.update(_interval(name, found[method]) if method in found else {})
+        if "longrope" in found:
+            row.update(_ratio("ratio λ + n̂ / λ only", pairs.ratio(found["longrope"], found["longrope_lambda"])))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["model", "scale", "length"]) if rows else pd.DataFrame()
 
 
 EXTENDED = {"longrope": "searched λ", "longrope_short": "searched λ + short recovery"}
 
 
-def extended_models(tidy: pd.DataFrame, original_length: int, final_scale: float) -> pd.DataFrame:
-    """Paper Tables 5-7 layout: the base model, PI and YaRN at the final scale on it, and every model carrying
-    searched factors (fine-tuned or not), by length."""
+def _extended_rows(tidy: pd.DataFrame, final_scale: float) -> pd.DataFrame:
+    """The base model, PI and YaRN at the final scale on it, and every model carrying searched factors."""
     tidy = tidy[tidy["study"] == "length"]
     keep = ((tidy["method"] == "none") & (tidy["model"] == "base")) | tidy["method"].isin(EXTENDED) | (
         tidy["method"].isin(["pi", "yarn"]) & (tidy["scale"] == final_scale) & (tidy["model"] == "base"))
-    rows = tidy[keep].assign(factors=[EXTENDED.get(m, m) for m in tidy[keep]["method"]])
-    wide = rows.pivot_table(index=["model", "factors", "scale"], columns="length", values="ppl", aggfunc="first")
-    wide.columns = [f"{n} ({n / original_length:g}·L0)" for n in wide.columns]
-    return wide
+    return tidy[keep].assign(factors=[EXTENDED.get(m, m) for m in tidy[keep]["method"]])
 
 
-def short_recovery(tidy: pd.DataFrame, original_length: int) -> pd.DataFrame:
-    """Paper Table 10: perplexity at L0 and 2·L0 of the base model and of every extended model, the final one
-    before and after its short factor set was searched; `vs base` is the ratio at L0."""
-    short = extended_models(tidy[tidy["length"].isin([original_length, 2 * original_length])], original_length, 0.0)
-    if short.empty:
-        return short
-    base = short.xs("base", level="model").xs("none", level="factors").iloc[0, 0]
-    return short.assign(**{"vs base at L0": short.iloc[:, 0] / base})
+def extended_models(tidy: pd.DataFrame, original_length: int, final_scale: float) -> pd.DataFrame:
+    """Paper Tables 5-7 layout: the base model, PI and YaRN at the final scale on it, and every model carrying
+    searched factors (fine-tuned or not), by length."""
+    return _wide(_extended_rows(tidy, final_scale), ["model", "factors", "scale"], "length", _by_length(original_length))
+
+
+def finetune_effect(tidy: pd.DataFrame, finetuned: list[dict], pairs: PairedWindows) -> pd.DataFrame:
+    """Fine-tuned vs not: each fine-tuned model against the model its factors were searched on, with the same
+    factors (`finetuned`: model, from, scale), by length; ratio < 1: fine-tuning helps."""
+    tidy = tidy[(tidy["study"] == "length") & (tidy["method"] == "longrope")]
+    rows = []
+    for stage in finetuned:
+        at = tidy[tidy["scale"] == stage["scale"]]
+        after = {r["length"]: r for r in at[at["model"] == stage["model"]].to_dict("records")}
+        before = {r["length"]: r for r in at[at["model"] == stage["from"]].to_dict("records")}
+        for length in sorted(after.keys() & before.keys()):
+            rows.append({"model": stage["model"], "from": stage["from"], "scale": stage["scale"], "length": length,
+                         **_interval("not fine-tuned", before[length]), **_interval("fine-tuned", after[length]),
+                         **_ratio("ratio fine-tuned / not", pairs.ratio(after[length], before[length]))})
+    return pd.DataFrame(rows).set_index(["model", "from", "scale", "length"]) if rows else pd.DataFrame()
+
+
+def short_recovery(tidy: pd.DataFrame, original_length: int, pairs: PairedWindows) -> pd.DataFrame:
+    """Paper Table 10: perplexity at L0 and 2·L0 of the base model and of every extended model, with each one's
+    ratio to the base model at L0, and for the final model the ratio after / before its short factor set was
+    searched, at L0 and 2·L0 (< 1: recovery restores short-context quality)."""
+    lengths = {"L0": original_length, "2·L0": 2 * original_length}
+    rows = _extended_rows(tidy[tidy["length"].isin(lengths.values())], final_scale=0.0)
+    if rows.empty:
+        return pd.DataFrame()
+    found = {(r["model"], r["method"], r["scale"], r["length"]): r for r in rows.to_dict("records")}
+    base = found[("base", "none", 1.0, original_length)]
+    ratios = {}
+    for (model, method, scale, length), row in found.items():
+        name = (model, EXTENDED.get(method, method), scale)
+        if length == original_length:
+            ratios.setdefault(name, {}).update(_ratio("ratio vs base at L0", pairs.ratio(row, base)))
+        before = found.get((model, "longrope", scale, length))
+        if method == "longrope_short" and before is not None:
+            at = next(k for k, n in lengths.items() if n == length)
+            ratios.setdefault(name, {}).update(_ratio(f"ratio after / before recovery at {at}", pairs.ratio(row, before)))
+    wide = _wide(rows, ["model", "factors", "scale"], "length", _by_length(original_length))
+    names = ["ratio vs base at L0", *(f"ratio after / before recovery at {at}" for at in lengths)]
+    columns = [c for name in names for c in (name, f"{name} lo", f"{name} hi")]
+    ratios = pd.DataFrame.from_dict(ratios, orient="index")
+    return wide.join(ratios.reindex(columns=[c for c in columns if c in ratios]).rename_axis(wide.index.names))
 
 
 def passkey_table(passkey: pd.DataFrame) -> pd.DataFrame:
-    """Passkey accuracy (mean over needle depths) by model, method, scale and length (paper Fig. 4 as a table)."""
-    return passkey.pivot_table(index=["model", "method", "scale"], columns="length", values="accuracy", aggfunc="mean")
+    """Passkey accuracy over every trial at a length (all needle depths pooled), with its Wilson interval, by
+    model, method, scale and length (paper Fig. 4 as a table)."""
+    pooled = passkey.assign(hits=passkey["accuracy"] * passkey["trials"]).groupby(
+        ["model", "method", "scale", "length"], as_index=False, sort=False)[["hits", "trials"]].sum()
+    bounds = [wilson_interval(round(h), t) for h, t in zip(pooled["hits"], pooled["trials"])]
+    pooled = pooled.assign(accuracy=pooled["hits"] / pooled["trials"], accuracy_lo=[lo for lo, _ in bounds],
+                           accuracy_hi=[hi for _, hi in bounds])
+    return _wide(pooled, ["model", "method", "scale"], "length", value="accuracy")
 
 
 def needle_table(needles: pd.DataFrame) -> pd.DataFrame:
-    """RULER-style string_match_all score by model, method, task and length."""
-    return needles.pivot_table(index=["model", "method", "task"], columns="length", values="score", aggfunc="mean")
+    """RULER-style string_match_all score with its (conservative) Wilson interval, by model, method, task and length."""
+    return _wide(needles, ["model", "method", "task"], "length", value="score")
 
 
 def n_hat_effect(tidy: pd.DataFrame) -> pd.DataFrame:
     """Paper Table 2: PI and dynamic NTK perplexity at each stage's target length by n̂."""
-    return tidy[tidy["study"] == "n_hat"].pivot_table(index=["method", "scale", "length"], columns="n_hat", values="ppl", aggfunc="first")
+    return _wide(tidy[tidy["study"] == "n_hat"], ["method", "scale", "length"], "n_hat")
 
 
 def plot_perplexity(tidy: pd.DataFrame, original_length: int, path: str, dpi: int = 120) -> None:
     """Perplexity against length (log axes): one panel per scale, one line per (model, method) in the same colour
-    in every panel, plain RoPE in each."""
+    in every panel, plain RoPE in each; the band is the 95 % interval."""
     tidy = tidy[tidy["study"] == "length"]
     scales = sorted(s for s in tidy["scale"].unique() if s > 1) or [1.0]
     none = tidy[tidy["method"] == "none"]
@@ -131,6 +262,7 @@ def plot_perplexity(tidy: pd.DataFrame, original_length: int, path: str, dpi: in
             rows = rows.sort_values("length")
             name = label(model, method)
             ax.plot(rows["length"], rows["ppl"], marker="o", ms=3, color=colour[name], label=name)
+            ax.fill_between(rows["length"], rows["ppl_lo"], rows["ppl_hi"], color=colour[name], alpha=0.12, lw=0)
         ax.axvline(original_length, ls="--", c="grey", lw=0.8)
         ax.set(xscale="log", yscale="log", xlabel="evaluation length (tokens)", title=f"scale s = {scale:g}")
         ax.grid(alpha=0.3, which="both")
@@ -144,14 +276,17 @@ def plot_perplexity(tidy: pd.DataFrame, original_length: int, path: str, dpi: in
 
 
 def plot_passkey(passkey: pd.DataFrame, original_length: int, path: str, dpi: int = 120, cmap: str = "viridis") -> None:
-    """One heat-map per (model, method, scale): needle depth against length, colour = accuracy."""
+    """One heat-map per (model, method, scale): needle depth against length, colour = accuracy, each cell
+    annotated with its accuracy and Wilson 95 % interval."""
     subjects = list(passkey.groupby(["model", "method", "scale"], sort=False))
     fig, axes = plt.subplots(1, len(subjects), figsize=(3.2 * len(subjects), 3.2), squeeze=False, sharey=True)
     for ax, ((model, method, scale), rows) in zip(axes[0], subjects):
-        grid = rows.pivot_table(index="depth", columns="length", values="accuracy")
+        grid, lo, hi = (rows.pivot_table(index="depth", columns="length", values=v)
+                        for v in ("accuracy", "accuracy_lo", "accuracy_hi"))
         image = ax.imshow(grid.values, vmin=0, vmax=1, cmap=cmap, aspect="auto", origin="lower")
         for (i, j), value in np.ndenumerate(grid.values):
-            ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=7, color="w" if value < 0.5 else "k")
+            ax.text(j, i, f"{value:.2f}\n[{lo.values[i, j]:.2f}, {hi.values[i, j]:.2f}]", ha="center", va="center",
+                    fontsize=6, color="w" if value < 0.5 else "k")
         ax.set_xticks(range(len(grid.columns)), [f"{n / original_length:g}" for n in grid.columns])
         ax.set_yticks(range(len(grid.index)), [f"{d:.0%}" for d in grid.index])
         ax.set(xlabel="length (× L0)", title=f"{model}\n{scaling_label(method, scale)}")

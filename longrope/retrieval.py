@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .data import fill_to_length, passkey_prompt
+from .stats import wilson_interval
 
 # ---------------------------------------------------------------------------------------------
 # Scoring
@@ -68,11 +69,13 @@ def passkey_trials(tokenizer, length: int, depths: list[float], trials: int, see
 
 def passkey_accuracy(model, tokenizer, length: int, depths: list[float], trials: int, seed: int,
                      with_task: bool = True, max_new_tokens: int = 8) -> list[dict]:
-    """One row per depth: accuracy over `trials` seeded keys with the needle at that depth."""
+    """One row per depth: accuracy over `trials` seeded keys with the needle at that depth, with its Wilson
+    95 % interval."""
     hits: dict[float, int] = {d: 0 for d in depths}
     for depth, key, prompt in passkey_trials(tokenizer, length, depths, trials, seed, with_task):
         hits[depth] += passkey_correct(tokenizer.decode(greedy(model, prompt.prompt, max_new_tokens)), key)
-    return [{"length": length, "depth": d, "trials": trials, "accuracy": hits[d] / trials} for d in depths]
+    return [{"length": length, "depth": d, "trials": trials, "accuracy": hits[d] / trials,
+             **dict(zip(("accuracy_lo", "accuracy_hi"), wilson_interval(hits[d], trials)))} for d in depths]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,4 +140,6 @@ def needle_score(model, tokenizer, task: str, length: int, trials: int, seed: in
         example = needle_example(task, tokenizer, length, rng)
         output = tokenizer.decode(greedy(model, example.prompt, example.max_new_tokens))
         scores.append(string_match_all(output, example.expected))
-    return {"task": task, "length": length, "trials": trials, "score": float(np.mean(scores))}
+    lo, hi = wilson_interval(sum(scores), trials)  # conservative for scores in [0, 1]
+    return {"task": task, "length": length, "trials": trials, "score": float(np.mean(scores)), "score_lo": lo,
+            "score_hi": hi}

@@ -47,6 +47,9 @@ def _check_config():
             books(key)
         except FileNotFoundError as error:
             raise WorkflowError(f"data.{key}: {error}")
+    if EVAL["min_samples"] > EVAL["max_samples"]:
+        raise WorkflowError(f"evaluation.min_samples ({EVAL['min_samples']}) exceeds evaluation.max_samples "
+                            f"({EVAL['max_samples']})")
     stages = list(config["stages"])
     for stage in search_stages():
         settings, scale = stage_search(stage), config["stages"][stage]["scale"]

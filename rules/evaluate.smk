@@ -3,6 +3,7 @@ EVAL_PARAMS = dict(
     stride=EVAL["stride"],
     document_length=EVAL["document_length"],
     max_samples=EVAL["max_samples"],
+    min_samples=EVAL["min_samples"],
     tokens_per_length=EVAL["tokens_per_length"],
     seed=EVAL["seed"],
     attention=EVAL["attention"],
@@ -16,7 +17,8 @@ rule evaluate_base:
         model=base_model_dir(),
         tokens="results/data/evaluation.npy",
     output:
-        "results/eval/base/{method}.csv",
+        perplexity="results/eval/base/{method}.csv",
+        windows="results/eval/base/{method}.windows.csv",  # each window's NLL, for paired comparisons
     params:
         scalings=lambda w: [(w.method, scaling_spec(w.method, s)) for s in ([1.0] if w.method == "none" else extension_scales())],
         model="base",
@@ -47,7 +49,8 @@ rule evaluate_search:
         tokens="results/data/evaluation.npy",
         factors="results/search/{run}/factors.json",
     output:
-        "results/eval/search/{run}.csv",
+        perplexity="results/eval/search/{run}.csv",
+        windows="results/eval/search/{run}.windows.csv",  # each window's NLL, for paired comparisons
     params:
         scalings=[],
         label=lambda w: search_label(w.run),
@@ -56,6 +59,8 @@ rule evaluate_search:
         lengths=EVAL["lengths"],
         beyond_target=EVAL["beyond_target"],
         **EVAL_PARAMS,
+    wildcard_constraints:  # not the .windows of the second output
+        run="|".join(search_runs()),
     threads: EVAL["threads"]
     resources:
         **job_resources(),
@@ -76,7 +81,8 @@ rule evaluate_finetune:
         tokens="results/data/evaluation.npy",
         factors="results/search/{stage}/factors.json",
     output:
-        "results/eval/finetune/{stage}.csv",
+        perplexity="results/eval/finetune/{stage}.csv",
+        windows="results/eval/finetune/{stage}.windows.csv",  # each window's NLL, for paired comparisons
     params:
         scalings=[],
         label="longrope",
@@ -85,6 +91,8 @@ rule evaluate_finetune:
         lengths=EVAL["lengths"],
         beyond_target=EVAL["beyond_target"],
         **EVAL_PARAMS,
+    wildcard_constraints:  # not the .windows of the second output
+        stage="|".join(finetune_stages()),
     threads: EVAL["threads"]
     resources:
         **job_resources(),
@@ -104,7 +112,8 @@ rule evaluate_n_hat:
         model=base_model_dir(),
         tokens="results/data/evaluation.npy",
     output:
-        "results/eval/n_hat/{stage}.csv",
+        perplexity="results/eval/n_hat/{stage}.csv",
+        windows="results/eval/n_hat/{stage}.windows.csv",  # each window's NLL, for paired comparisons
     params:
         scalings=lambda w: [(m, scaling_spec(m, config["stages"][w.stage]["scale"], k))
                             for m in ("pi", "dynamic_ntk") for k in EVAL["n_hat_study"]],
@@ -113,6 +122,8 @@ rule evaluate_n_hat:
         study="n_hat",
         beyond_target=1,
         **EVAL_PARAMS,
+    wildcard_constraints:  # not the .windows of the second output
+        stage="|".join(n_hat_stages()),
     threads: EVAL["threads"]
     resources:
         **job_resources(),

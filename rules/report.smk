@@ -1,29 +1,35 @@
 localrules: tables, plot_perplexity, plot_passkey, plot_factors, plot_pretrain_loss, plot_finetune_loss
 
 # Paper-style tables, each written as CSV, Markdown and LaTeX from the tidy results (scripts/make_tables.py).
-TABLES = ["table1_perplexity", "search_vs_baselines", "table2_n_hat", "table5_extended_models",
+TABLES = ["table1_perplexity", "search_vs_baselines", "table2_n_hat", "table5_extended_models", "finetune_effect",
           "table10_short_recovery", "table11_ablation", "passkey_accuracy", "needle_scores"]
+PERPLEXITY_EVALUATIONS = [
+    *expand("results/eval/base/{method}", method=EVAL["methods"]),
+    *expand("results/eval/search/{run}", run=search_runs()),
+    *expand("results/eval/n_hat/{stage}", stage=n_hat_stages()),
+    *expand("results/eval/finetune/{stage}", stage=finetune_stages()),
+]
 
 
 rule tables:
     input:
-        perplexity=[
-            *expand("results/eval/base/{method}.csv", method=EVAL["methods"]),
-            *expand("results/eval/search/{run}.csv", run=search_runs()),
-            *expand("results/eval/n_hat/{stage}.csv", stage=n_hat_stages()),
-            *expand("results/eval/finetune/{stage}.csv", stage=finetune_stages()),
-        ],
+        perplexity=[f"{evaluation}.csv" for evaluation in PERPLEXITY_EVALUATIONS],
+        windows=[f"{evaluation}.windows.csv" for evaluation in PERPLEXITY_EVALUATIONS],
         passkey=expand("results/eval/retrieval/{subject}.passkey.csv", subject=retrieval_subjects()),
         needles=expand("results/eval/retrieval/{subject}.needles.csv", subject=retrieval_subjects()),
     output:
         perplexity=report("results/tables/perplexity.csv", caption="../report/tidy.rst", category="Tables"),
         passkey=report("results/tables/passkey.csv", caption="../report/tidy.rst", category="Tables"),
         needles=report("results/tables/needles.csv", caption="../report/tidy.rst", category="Tables"),
+        windows="results/tables/perplexity_windows.csv",
         tables=expand("results/tables/{name}.{ext}", name=TABLES, ext=["csv", "md", "tex"]),
     params:
         names=TABLES,
         original_length=L0,
         search_scales=sorted({float(config["stages"][s]["scale"]) for s in search_stages()}),
+        finetuned=[{"model": model_label(s), "from": model_label(stage_search(s)["model"]),
+                    "scale": float(config["stages"][s]["scale"])} for s in finetune_stages()],
+        bootstrap=EVAL["bootstrap"],
     log:
         "logs/tables.log",
     benchmark:

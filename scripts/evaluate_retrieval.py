@@ -32,5 +32,7 @@ needles = [{**subject, **needle_score(model, tokenizer, task, n, p.needles["tria
            for task in p.needles["tasks"] for n in evaluation_lengths(scaling, p.needles["lengths"], p.beyond_target)]
 for row in needles:
     print(row)
-pd.DataFrame(passkey, columns=[*subject, "length", "depth", "trials", "accuracy"]).to_csv(snakemake.output.passkey, index=False)
-pd.DataFrame(needles, columns=[*subject, "task", "length", "trials", "score"]).to_csv(snakemake.output.needles, index=False)
+passkey_columns = [*subject, "length", "depth", "trials", "accuracy", "accuracy_lo", "accuracy_hi"]
+pd.DataFrame(passkey, columns=passkey_columns).to_csv(snakemake.output.passkey, index=False)
+needle_columns = [*subject, "task", "length", "trials", "score", "score_lo", "score_hi"]
+pd.DataFrame(needles, columns=needle_columns).to_csv(snakemake.output.needles, index=False)

@@ -1,35 +1,42 @@
-"""The tidy results (one row per measurement) and every paper-style table derived from them, each as CSV,
-Markdown and LaTeX. No number is typed in by hand."""
+"""The tidy results (one row per measurement, and one per scored window) and every paper-style table derived from
+them, each as CSV, Markdown and LaTeX. No number is typed in by hand; every number carries its 95 % interval and
+every comparison is paired on identical windows."""
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from longrope.report import (ablation, extended_models, latex, markdown, n_hat_effect, needle_table, passkey_table,
-                             perplexity_by_length, search_vs_baselines, short_recovery)
+from longrope.report import (PairedWindows, ablation, extended_models, finetune_effect, latex, markdown, n_hat_effect,
+                             needle_table, passkey_table, perplexity_by_length, search_vs_baselines, short_recovery)
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 p = snakemake.params
 tidy = {key: pd.concat([pd.read_csv(f) for f in snakemake.input[key]], ignore_index=True)
-        for key in ("perplexity", "passkey", "needles")}
+        for key in ("perplexity", "windows", "passkey", "needles")}
 for key, frame in tidy.items():
     frame.to_csv(snakemake.output[key], index=False)
 ppl = tidy["perplexity"]
+pairs = PairedWindows(tidy["windows"], **p.bootstrap)
 TABLES = {
     "table1_perplexity": ("Perplexity by length, no fine-tuning (paper Table 1)", perplexity_by_length(ppl, p.original_length)),
-    "search_vs_baselines": ("Searched factors vs the best baseline at the same scale", search_vs_baselines(ppl, p.search_scales)),
+    "search_vs_baselines": ("Searched factors vs the best baseline at the same scale",
+                            search_vs_baselines(ppl, p.search_scales, pairs)),
     "table2_n_hat": ("n̂ effect (paper Table 2): perplexity at each search target by n̂", n_hat_effect(ppl)),
     "table5_extended_models": ("Extended models by length (paper Tables 5-7)",
                                extended_models(ppl, p.original_length, max(p.search_scales))),
-    "table10_short_recovery": ("Short-context recovery (paper Table 10)", short_recovery(ppl, p.original_length)),
-    "table11_ablation": ("Ablation (paper Table 11): PI, λ only, λ + n̂", ablation(ppl, p.search_scales)),
-    "passkey_accuracy": ("Passkey accuracy by length, mean over needle depths (paper Fig. 4)", passkey_table(tidy["passkey"])),
+    "finetune_effect": ("Fine-tuned vs not: each fine-tuned model against the model its factors were searched on",
+                        finetune_effect(ppl, p.finetuned, pairs)),
+    "table10_short_recovery": ("Short-context recovery (paper Table 10)", short_recovery(ppl, p.original_length, pairs)),
+    "table11_ablation": ("Ablation (paper Table 11): PI, λ only, λ + n̂", ablation(ppl, p.search_scales, pairs)),
+    "passkey_accuracy": ("Passkey accuracy by length, all needle depths pooled (paper Fig. 4)", passkey_table(tidy["passkey"])),
     "needle_scores": ("RULER-style needle tasks, string_match_all", needle_table(tidy["needles"])),
 }
+NOTE = ("Cells: value [95 % interval] — perplexity: t interval over the scored windows; accuracy and scores: Wilson. "
+        "Ratios compare two rows on identical windows (seeded paired bootstrap); * marks an interval that excludes 1.")
 for name in p.names:
     title, frame = TABLES[name]
     out = Path("results/tables") / name
     frame.to_csv(out.with_suffix(".csv"))
-    out.with_suffix(".md").write_text(f"## {title}\n\n" + (markdown(frame) if len(frame) else "(nothing measured)\n"))
-    out.with_suffix(".tex").write_text(f"% {title}\n" + (latex(frame) if len(frame) else "% (nothing measured)\n"))
+    out.with_suffix(".md").write_text(f"## {title}\n\n{NOTE}\n\n" + (markdown(frame) if len(frame) else "(nothing measured)\n"))
+    out.with_suffix(".tex").write_text(f"% {title}\n% {NOTE}\n" + (latex(frame) if len(frame) else "% (nothing measured)\n"))

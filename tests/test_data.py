@@ -3,7 +3,7 @@ import pytest
 
 from longrope.data import (Tokenizer, byte_tokenizer, encode_documents, list_books, load_tokenizer, passkey_prompt,
                            passkey_training_example, read_book, book_path, sample_windows, samples_for_length,
-                           split_heldout, train_tokenizer)
+                           split_heldout, train_tokenizer, window_starts)
 from conftest import ROOT
 
 CORPUS = ROOT / "data" / "corpus"
@@ -147,10 +147,21 @@ def test_windows_are_seeded_non_overlapping_and_inside_the_region():
         sample_windows(tokens, 256, 40, seed=0)
 
 
-def test_samples_shrink_with_length():
-    assert samples_for_length(128, 8, 32768) == 8
-    assert samples_for_length(8192, 8, 32768) == 4
-    assert samples_for_length(65536, 8, 32768) == 1
+def test_window_starts_depend_only_on_region_length_count_and_seed():
+    """Every model and scaling at a length is scored on the same windows: paired comparisons rely on it."""
+    starts = window_starts(10_000, 256, 8, seed=[3, 256])
+    assert np.array_equal(starts, window_starts(10_000, 256, 8, seed=[3, 256]))
+    assert (starts % 256 == 0).all() and (np.diff(starts) >= 256).all() and starts[-1] + 256 <= 10_000
+    tokens = np.arange(10_000)
+    assert np.array_equal(sample_windows(tokens, 256, 8, seed=[3, 256])[:, 0], starts)
+
+
+def test_samples_score_enough_tokens_within_the_bounds_and_the_region():
+    assert samples_for_length(128, 256, 16384, 4, 10**6) == 130  # 130 windows × 127 scored tokens ≥ 16,384
+    assert samples_for_length(2048, 256, 16384, 4, 10**6) == 9
+    assert samples_for_length(16384, 256, 16384, 4, 10**6) == 4  # at least min_samples
+    assert samples_for_length(128, 8, 16384, 4, 10**6) == 8  # at most max_samples
+    assert samples_for_length(16384, 256, 16384, 4, 3 * 16384 + 5) == 3  # what the region holds
 
 
 @pytest.mark.parametrize("length", [110, 500, 2000])

@@ -42,7 +42,19 @@ def test_test_config_runs_end_to_end(test_config_run):
     scales = {float(s["scale"]) for s in config["stages"].values()}
 
     tidy = pd.read_csv(tmp_path / "results" / "tables" / "perplexity.csv")
-    assert {"study", "model", "method", "scale", "n_hat", "length", "ppl", "n_samples", "tokens"} <= set(tidy.columns)
+    assert {"study", "model", "method", "scale", "n_hat", "length", "ppl", "n_samples", "tokens", "nll_mean", "nll_se",
+            "ppl_lo", "ppl_hi"} <= set(tidy.columns)
+    assert ((tidy["ppl_lo"] < tidy["ppl"]) & (tidy["ppl"] < tidy["ppl_hi"])).all()
+    evaluation = config["evaluation"]  # enough scored tokens, or as many windows as allowed
+    assert ((tidy["tokens"] >= evaluation["tokens_per_length"]) | (tidy["n_samples"] == evaluation["max_samples"])).all()
+    assert (tidy["n_samples"] >= evaluation["min_samples"]).all()
+    # Every row's windows are kept, and at a length every model and scaling was scored on the same windows.
+    windows = pd.read_csv(tmp_path / "results" / "tables" / "perplexity_windows.csv")
+    key = ["study", "model", "method", "scale", "n_hat", "length"]
+    per_row = windows.groupby(key).agg(n=("nll", "size"), window_ppl=("nll", lambda nll: np.exp(nll.mean())))
+    joined = tidy.set_index(key).join(per_row)
+    assert (joined["n"] == joined["n_samples"]).all() and np.allclose(joined["window_ppl"], joined["ppl"])
+    assert (windows.groupby("length")["start"].nunique() == tidy.groupby("length")["n_samples"].max()).all()
     assert set(tidy["method"]) == set(config["evaluation"]["methods"]) | {"longrope", "longrope_lambda", "longrope_short"}
     study = tidy[tidy["study"] == "n_hat"]  # paper Table 2: PI and dynamic NTK by n̂ at each plain search target
     plain = {k: v for k, v in config["stages"].items() if v.get("search", {"mode": ""}).get("mode", "plain") == "plain"}
@@ -143,15 +155,21 @@ def test_test_config_runs_end_to_end(test_config_run):
 
     tables = tmp_path / "results" / "tables"
     for name in ("table1_perplexity", "search_vs_baselines", "table2_n_hat", "table5_extended_models",
-                 "table10_short_recovery", "table11_ablation", "passkey_accuracy", "needle_scores"):
+                 "finetune_effect", "table10_short_recovery", "table11_ablation", "passkey_accuracy", "needle_scores"):
         assert {(tables / f"{name}.{ext}").stat().st_size > 50 for ext in ("csv", "md", "tex")} == {True}
         assert (tables / f"{name}.tex").read_text().count(r"\begin{tabular}") == 1
-    assert "| model | scale | length | longrope | best baseline | its ppl | ratio |" in (tables / "search_vs_baselines.md").read_text()
-    assert "| model | scale | length | PI | λ only | λ + n̂ |" in (tables / "table11_ablation.md").read_text()
+    assert "| model | scale | length | windows | longrope | best baseline | its ppl | ratio |" in (
+        tables / "search_vs_baselines.md").read_text()
+    assert "| model | scale | length | PI | λ only | λ + n̂ | ratio λ + n̂ / λ only |" in (
+        tables / "table11_ablation.md").read_text()
+    assert "| model | from | scale | length | not fine-tuned | fine-tuned | ratio fine-tuned / not |" in (
+        tables / "finetune_effect.md").read_text()
     assert "| method | scale | length | 0 | 4 |" in (tables / "table2_n_hat.md").read_text()
     assert "| base | none |" in (tables / "table1_perplexity.md").read_text()
     recovery = (tables / "table10_short_recovery.md").read_text()
-    assert "| model | factors | scale | 32 (1·L0) | 64 (2·L0) | vs base at L0 |" in recovery
+    assert ("| model | factors | scale | 32 (1·L0) | 64 (2·L0) | ratio vs base at L0 | ratio after / before recovery "
+            "at L0 | ratio after / before recovery at 2·L0 |") in recovery
+    assert "| base | none | 1.00 | " in recovery and "| 1.000 [1.000, 1.000] |  |  |" in recovery  # itself
     assert "| ft_256k | searched λ + short recovery | 8.00 |" in recovery
     assert "| base | yarn | 8.00 |" in (tables / "table5_extended_models.md").read_text()
 
@@ -162,6 +180,8 @@ def test_test_config_runs_end_to_end(test_config_run):
     assert set(zip(passkey["model"], passkey["method"])) == subjects
     assert set(passkey["depth"]) == set(settings["depths"]) and (passkey["trials"] == settings["trials"]).all()
     assert passkey["accuracy"].between(0, 1).all() and needles["score"].between(0, 1).all()
+    assert (passkey["accuracy_lo"] <= passkey["accuracy"]).all() and (passkey["accuracy"] <= passkey["accuracy_hi"]).all()
+    assert (needles["score_lo"] <= needles["score"]).all() and (needles["score"] <= needles["score_hi"]).all()
     assert set(needles["task"]) == {"niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery",
                                     "variable_tracking"}
 
