@@ -21,6 +21,7 @@ Two uses, both ending in `model.sequence_parallel`, to which `longrope.model.nex
 """
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import subprocess
@@ -31,6 +32,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .memory import sequence_split_error
 from .model import ScaledRotaryEmbedding, apply_rope_scaling, load_model, token_nll
 
 IGNORE = -100  # cross_entropy's ignore_index: the padding's targets
@@ -43,9 +45,10 @@ class SequenceParallel:
     def __init__(self, model, group):
         from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-        if not isinstance(getattr(model.model, "rotary_emb", None), ScaledRotaryEmbedding):
-            raise ValueError("sequence parallelism needs the RoPE scaling applied first (apply_rope_scaling): the "
-                             "rotary module must know the whole sequence's length")
+        error = sequence_split_error(model.config.num_attention_heads, model.config.num_key_value_heads,
+                                     dist.get_world_size(group))
+        if error:
+            raise ValueError(f"sequence parallelism: {error}")
         kernel = model.config._attn_implementation
         if kernel not in ("sdpa", "flash_attention_2"):
             raise ValueError(f"sequence parallelism runs sdpa or flash_attention_2 attention, not {kernel!r}")
@@ -66,6 +69,8 @@ class SequenceParallel:
         targets = nn.functional.pad(ids[:, 1:], (0, pad), value=IGNORE)[:, begin : begin + shard]
         positions = torch.arange(begin, begin + shard, device=ids.device).expand(batch, -1)
         rotary = model.model.rotary_emb
+        if not isinstance(rotary, ScaledRotaryEmbedding):  # transformers' own would take the shard's length
+            raise ValueError("a sequence-parallel model needs its RoPE scaling applied first (apply_rope_scaling)")
         rotary.sequence_length = length
         # Gradient checkpointing recomputes attention during the backward: it stays sharded until then.
         self.sharded = True
@@ -117,11 +122,12 @@ def split_sequences(model, size: int) -> tuple[int, int]:
     """Training: split every row over `size` consecutive ranks of the running job. Returns (data-parallel rank,
     data-parallel ranks): the rows are dealt to groups, each group's ranks take the same rows."""
     rank, world = dist.get_rank(), dist.get_world_size()
+    if size == 1:
+        return rank, world
     if world % size:
         raise ValueError(f"parallel.sequence {size} does not divide the job's {world} ranks")
     groups = [dist.new_group(list(range(first, first + size))) for first in range(0, world, size)]  # collective
-    if size > 1:
-        model.sequence_parallel = SequenceParallel(model, groups[rank // size])
+    model.sequence_parallel = SequenceParallel(model, groups[rank // size])
     return rank // size, world // size
 
 
@@ -132,6 +138,7 @@ class _Leader(SequenceParallel):
     def __init__(self, model, group, followers: list[subprocess.Popen]):
         super().__init__(model, group)
         self.followers = followers
+        atexit.register(self.close)  # a script that fails still stops its followers
 
     def next_token_nll(self, model, ids: torch.Tensor, chunk_size: int) -> torch.Tensor:
         dist.broadcast_object_list([(model.model.rotary_emb.scaling, tuple(ids.shape), chunk_size)], 0, self.group)
@@ -139,16 +146,22 @@ class _Leader(SequenceParallel):
         return super().next_token_nll(model, ids, chunk_size)
 
     def close(self) -> None:
+        if not self.followers:
+            return
         dist.broadcast_object_list([None], 0, self.group)
         for follower in self.followers:
-            follower.wait()
+            try:
+                follower.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # stuck in a collective the leader left half-way
+                follower.kill()
+        self.followers = []
         dist.destroy_process_group()
 
 
 def spread(model, folder: str, size: int, threads: int) -> None:
     """Split `model`'s sequences over this process and `size` - 1 followers that load `folder` the same way
-    (same attention kernel and dtype; the next GPUs after this one's). `model` carries its RoPE patch already.
-    `model.sequence_parallel.close()` stops them."""
+    (same attention kernel and dtype; the next GPUs after this one's). `model.sequence_parallel.close()` (or the
+    end of this process) stops them."""
     device = next(model.parameters()).device
     with socket.socket() as s:  # a free port for this group alone
         s.bind(("127.0.0.1", 0))

@@ -6,6 +6,7 @@ EVAL_PARAMS = dict(
     tokens_per_length=EVAL["tokens_per_length"],
     seed=EVAL["seed"],
     attention=EVAL["attention"],
+    sequence=sequence_ranks(),
 )
 
 
@@ -27,7 +28,7 @@ rule evaluate_base:
         method="|".join(EVAL["methods"]),
     threads: EVAL["threads"]
     resources:
-        **job_resources(),
+        **job_resources("evaluate"),
     log:
         "logs/evaluate_base/{method}.log",
     benchmark:
@@ -57,7 +58,7 @@ rule evaluate_search:
         **EVAL_PARAMS,
     threads: EVAL["threads"]
     resources:
-        **job_resources(),
+        **job_resources("evaluate"),
     log:
         "logs/evaluate_search/{run}.log",
     benchmark:
@@ -86,7 +87,7 @@ rule evaluate_finetune:
         **EVAL_PARAMS,
     threads: EVAL["threads"]
     resources:
-        **job_resources(),
+        **job_resources("evaluate"),
     log:
         "logs/evaluate_finetune/{stage}.log",
     benchmark:
@@ -114,7 +115,7 @@ rule evaluate_n_hat:
         **EVAL_PARAMS,
     threads: EVAL["threads"]
     resources:
-        **job_resources(),
+        **job_resources("evaluate"),
     log:
         "logs/evaluate_n_hat/{stage}.log",
     benchmark:

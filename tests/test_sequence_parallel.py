@@ -1,6 +1,12 @@
 """longrope.sequence_parallel: one sequence split over two CPU ranks (gloo) scores and trains as on one rank."""
+import json
+import sys
+
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
+from test_finetune import finetune, inputs  # noqa: F401  (a fixture)
 
 from longrope.fitness import FitnessPool, FitnessSpec
 from longrope.rope import RopeScaling
@@ -35,3 +41,29 @@ def test_two_workers_of_two_ranks_score_the_one_rank_perplexities(spec):
     with FitnessPool(spec, workers=2, threads=2, sequence=2) as pool:
         four = pool(candidates())
     np.testing.assert_allclose(four, one, rtol=1e-5)
+
+
+@pytest.mark.parametrize("zero, checkpointing", [(1, True), (3, False)], ids=["zero1-checkpointing", "zero3"])
+def test_two_ranks_sharing_each_row_train_the_weights_of_one(inputs, zero, checkpointing):
+    """3 steps of rows of 61 inputs (not divisible by 2): one rank against two that each hold half of every row.
+    ZeRO-3 shards the weights over the two ranks as well; gradient checkpointing recomputes the sharded attention
+    in the backward."""
+    deepspeed = inputs / f"zero{zero}.json"
+    deepspeed.write_text(json.dumps({"zero_optimization": {"stage": zero}, "steps_per_print": 10**6}))
+    settings = {"deepspeed": str(deepspeed), "steps": 3, "seq_len": 61, "checkpoint_every": 10,
+                "gradient_checkpointing": checkpointing}
+    factors = [1.0, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.0]
+    one = finetune(inputs, factors, settings, out="one")
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = finetune(inputs, factors, {**settings, "processes": 2}, out="two", args=("--sequence", "2"),
+                   launcher=(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "backend: DeepSpeedBackend, 2 process(es), 2 per row" in two.stderr
+    a, b = load_file(inputs / "one" / "model.safetensors"), load_file(inputs / "two" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-6, msg=name)
+    start = load_file(inputs / "model" / "model.safetensors")
+    assert all(not torch.equal(a[name], start[name]) for name in a)  # every weight trained
+    losses = [np.loadtxt(inputs / f"{run}-loss.csv", delimiter=",", skiprows=1, usecols=1) for run in ("one", "two")]
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
