@@ -1,12 +1,16 @@
 """Peak memory per rank of one scoring forward (forward + chunked loss, no gradients) with each window split over
 N processes (longrope.sequence_parallel), against the planner's prediction (longrope.memory). Each (length, N) runs
-in a fresh process tree. Measured: the growth of each process's peak RSS (VmHWM) over its loaded model's, on CPU;
-predicted: the planner's activations, workspace and logits for the same job in fp32.
+in a fresh process tree. Measured: the growth of each process's peak RSS (VmHWM) over its loaded model's, on CPU,
+with glibc made to return every freed block of 64 KiB or more at once (MALLOC_MMAP_THRESHOLD_), so that the peak is
+that of the live tensors, as torch.cuda.max_memory_allocated on a GPU; with glibc's default, freed blocks stay in
+its heap and the peak follows their fragmentation. Predicted: the planner's workspace and logits for the same job
+in fp32.
 
     .venv/bin/python scripts/benchmark_sequence_memory.py --lengths 16384 32768 65536 --sequence 1 2
 """
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -69,7 +73,8 @@ def main():
         for length in args.lengths:
             for n in args.sequence:
                 out = subprocess.run([sys.executable, __file__, "--child", folder, str(length), str(n)],
-                                     capture_output=True, text=True, check=True)
+                                     capture_output=True, text=True, check=True,
+                                     env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"})
                 row = json.loads(out.stdout.strip().splitlines()[-1])
                 plan = memory(architecture, Job("score", length, n, value_bytes=4))
                 predicted = (max(plan["attention"], plan["mlp"]) + plan["logits"]) / 2**20
