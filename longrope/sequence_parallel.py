@@ -26,7 +26,6 @@ import os
 import socket
 import subprocess
 import sys
-from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
