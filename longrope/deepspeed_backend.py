@@ -12,6 +12,7 @@ import torch.distributed as dist
 
 from .deepspeed_config import fill_deepspeed_config
 from .model import next_token_nll
+from .sequence_parallel import split_sequences
 from .train import TrainConfig, parameter_groups
 
 CHECKPOINT_TAG = "deepspeed"
@@ -41,14 +42,17 @@ def slurm_rank_environment(env) -> dict:
 
 
 class DeepSpeedBackend:
-    """The TorchBackend interface over a DeepSpeed engine; checkpoints are DeepSpeed's own (sharded) format."""
+    """The TorchBackend interface over a DeepSpeed engine; checkpoints are DeepSpeed's own (sharded) format.
+    With `sequence` N > 1, each N consecutive ranks share every row (longrope.sequence_parallel); DeepSpeed, unaware
+    of it, averages gradients over all ranks, which the sharded loss's backward accounts for."""
 
-    def __init__(self, model, cfg: TrainConfig, config: dict, precision: str = "fp32"):
+    def __init__(self, model, cfg: TrainConfig, config: dict, precision: str = "fp32", sequence: int = 1):
         import deepspeed
 
         init_process_group()
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
-        filled = fill_deepspeed_config(config, cfg, self.world_size, precision)
+        self.data_rank, self.data_ranks = split_sequences(model, sequence)
+        filled = fill_deepspeed_config(config, cfg, self.data_ranks, precision, sequence)
         optimizer = None if "optimizer" in filled else torch.optim.AdamW(
             parameter_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
         self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=filled)

@@ -23,11 +23,12 @@ def load_deepspeed_config(path: str | Path) -> dict:
     return config
 
 
-def fill_deepspeed_config(config: dict, cfg, world_size: int, precision: str) -> dict:
-    """`config` completed from TrainConfig `cfg` for `world_size` processes and `precision` (fp32 or bf16)."""
-    micro, accumulation = cfg.accumulation(world_size)
+def fill_deepspeed_config(config: dict, cfg, data_ranks: int, precision: str, sequence: int = 1) -> dict:
+    """`config` completed from TrainConfig `cfg` for `data_ranks` shares of each batch, each taken by `sequence`
+    processes, and `precision` (fp32 or bf16)."""
+    micro, accumulation = cfg.accumulation(data_ranks)
     owned = {
-        "train_batch_size": cfg.batch_size,
+        "train_batch_size": cfg.batch_size * sequence,  # DeepSpeed counts a row once for each rank that holds it
         "train_micro_batch_size_per_gpu": micro,
         "gradient_accumulation_steps": accumulation,
         "gradient_clipping": cfg.grad_clip,

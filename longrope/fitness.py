@@ -2,7 +2,8 @@
 spread over several.
 
 Several replicas are worker processes (`python -m longrope.fitness`), as the official search runs one evaluator
-process per device group; each generation's candidates are split over them. A candidate's fitness does not depend
+process per device group; each generation's candidates are split over them. With `sequence` N > 1 a replica spans
+N processes: it leads N - 1 followers that each hold a shard of every window (longrope.sequence_parallel). A candidate's fitness does not depend
 on the worker that scores it: every replica loads the same weights in the same dtype, scores the same windows with
 the same number of threads, and a forward pass has no state that carries over from one candidate to the next.
 Workers are separate interpreters rather than multiprocessing children because a Snakemake `script:` is the main
@@ -24,6 +25,7 @@ import torch
 from .evaluate import perplexity
 from .model import apply_rope_scaling, load_model
 from .rope import RopeScaling
+from .sequence_parallel import spread
 
 
 @dataclass(frozen=True)
@@ -36,13 +38,17 @@ class FitnessSpec:
 
 
 class Replica:
-    """One copy of the model whose rotary module is swapped per candidate (the patch is verified once, on load)."""
+    """One copy of the model whose rotary module is swapped per candidate (the patch is verified once, on load),
+    on GPUs index·sequence … index·sequence + sequence - 1 when there are GPUs."""
 
-    def __init__(self, spec: FitnessSpec, index: int, threads: int):
+    def __init__(self, spec: FitnessSpec, index: int, threads: int, sequence: int = 1):
         torch.set_num_threads(threads)
-        device = f"cuda:{index % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
-        self.model = load_model(spec.model, attention=spec.attention, dtype=spec.dtype).to(device)
+        gpu = f"cuda:{index * sequence % max(1, torch.cuda.device_count())}"
+        self.model = load_model(spec.model, attention=spec.attention, dtype=spec.dtype)
+        self.model.to(gpu if torch.cuda.is_available() else "cpu")
         self.rotary = apply_rope_scaling(self.model, spec.probe).model.rotary_emb
+        if sequence > 1:
+            spread(self.model, spec.model, sequence, threads)
         self.windows = spec.windows
 
     def __call__(self, scaling: RopeScaling) -> float:
@@ -50,9 +56,15 @@ class Replica:
         self.rotary.scaling = scaling
         return math.exp(np.mean([math.log(perplexity(self.model, w).ppl) for w in self.windows]))
 
+    def close(self) -> None:
+        split = getattr(self.model, "sequence_parallel", None)
+        if split is not None:
+            split.close()
+
 
 class FitnessPool:
-    """Scores lists of scalings on `workers` replicas with `threads // workers` threads each (at least one).
+    """Scores lists of scalings on `workers` replicas of `sequence` processes each, with threads // (workers ·
+    sequence) threads a process (at least one).
 
     One worker scores in this process; several are subprocesses, worker i taking candidates i, i + workers, … of
     every list. A worker that fails raises here with its traceback. Against one worker with `threads` threads, a CPU
@@ -60,11 +72,11 @@ class FitnessPool:
     searches identical.
     """
 
-    def __init__(self, spec: FitnessSpec, workers: int = 1, threads: int = 1):
-        per_worker = max(1, threads // workers)
-        self._local = Replica(spec, 0, per_worker) if workers == 1 else None
+    def __init__(self, spec: FitnessSpec, workers: int = 1, threads: int = 1, sequence: int = 1):
+        per_process = max(1, threads // (workers * sequence))
+        self._local = Replica(spec, 0, per_process, sequence) if workers == 1 else None
         self._workers = [] if workers == 1 else [
-            subprocess.Popen([sys.executable, "-m", "longrope.fitness", str(i), str(per_worker)],
+            subprocess.Popen([sys.executable, "-m", "longrope.fitness", str(i), str(per_process), str(sequence)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=_file_or_none(sys.stderr))
             for i in range(workers)
         ]
@@ -87,6 +99,9 @@ class FitnessPool:
         return [scores[j % n][j // n] for j in range(len(scalings))]
 
     def close(self) -> None:
+        if self._local is not None:
+            self._local.close()
+            self._local = None
         for worker in self._workers:
             worker.stdin.close()
             worker.wait()
@@ -123,7 +138,7 @@ def _file_or_none(stream):
         return None
 
 
-def _serve(index: int, threads: int) -> None:
+def _serve(index: int, threads: int, sequence: int) -> None:
     """Worker loop: a FitnessSpec, then lists of scalings on stdin; ('ok' | 'error', payload) on stdout."""
     results = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything printed while loading or scoring goes to stderr, never into the result stream
@@ -134,12 +149,13 @@ def _serve(index: int, threads: int) -> None:
         results.flush()
 
     try:
-        replica = Replica(pickle.load(tasks), index, threads)
+        replica = Replica(pickle.load(tasks), index, threads, sequence)
         reply("ok", None)
         while True:
             try:
                 scalings = pickle.load(tasks)
             except EOFError:
+                replica.close()
                 return
             reply("ok", [replica(s) for s in scalings])
     except Exception:
@@ -147,4 +163,4 @@ def _serve(index: int, threads: int) -> None:
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]), int(sys.argv[2]))
+    _serve(*map(int, sys.argv[1:4]))

@@ -139,10 +139,13 @@ class ScaledRotaryEmbedding(nn.Module):
         super().__init__()
         self.scaling, self.head_dim, self.base = scaling, head_dim, base
         self.calls = 0
+        # The whole sequence's length when a forward sees only a shard of its positions (sequence parallelism);
+        # None: the largest position + 1.
+        self.sequence_length: int | None = None
 
     def forward(self, x: torch.Tensor, position_ids: torch.Tensor):
         self.calls += 1
-        cos, sin = self.scaling.cos_sin(position_ids.to(x.device), self.head_dim, self.base)
+        cos, sin = self.scaling.cos_sin(position_ids.to(x.device), self.head_dim, self.base, self.sequence_length)
         return cos.to(x.dtype), sin.to(x.dtype)
 
 
@@ -188,9 +191,18 @@ def apply_rope_scaling(model, scaling: RopeScaling, verify: bool = True):
 
 def next_token_nll(model, ids: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
     """Per-token NLL (B, T-1) of ids[:, 1:] given ids[:, :-1]; the vocabulary projection runs in chunks
-    so a long sequence never holds a full T×V logits matrix."""
+    so a long sequence never holds a full T×V logits matrix. A model split over ranks by
+    longrope.sequence_parallel computes it there, every rank of the group getting the whole result."""
+    split = getattr(model, "sequence_parallel", None)
+    if split is not None:
+        return split.next_token_nll(model, ids, chunk_size)
     hidden = model.model(input_ids=ids[:, :-1], use_cache=False).last_hidden_state
-    targets = ids[:, 1:]
+    return token_nll(model, hidden, ids[:, 1:], chunk_size)
+
+
+def token_nll(model, hidden: torch.Tensor, targets: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
+    """Per-token NLL of `targets` (B, T) given the last hidden states (B, T, H), T×V logits never whole at once;
+    0 where a target is -100 (padding)."""
     return torch.cat([
         nn.functional.cross_entropy(model.lm_head(h).float().transpose(1, 2), t, reduction="none")
         for h, t in zip(hidden.split(chunk_size, dim=1), targets.split(chunk_size, dim=1))

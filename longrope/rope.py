@@ -182,9 +182,12 @@ class RopeScaling:
             raise ValueError(f"head_dim must be a positive even number, got {head_dim}")
         return INV_FREQ[self.method](self, head_dim, base, seq_len)
 
-    def cos_sin(self, positions: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin of shape positions.shape + (head_dim,): rotate-half layout, attention scale and n_hat applied."""
-        seq_len = int(positions.max()) + 1 if positions.numel() else None
+    def cos_sin(self, positions: torch.Tensor, head_dim: int, base: float,
+                seq_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin of shape positions.shape + (head_dim,): rotate-half layout, attention scale and n_hat applied.
+        `seq_len` (default: the largest position + 1) picks the factor set and dynamic scalings' frequencies."""
+        if seq_len is None and positions.numel():
+            seq_len = int(positions.max()) + 1
         cos, sin = _cos_sin(positions, self.inv_freq(head_dim, base, seq_len), self.attention_scale)
         if self.n_hat > 0:
             # overwrite, as the official MixedLongRoPE does: the original RoPE, without attention scale

@@ -95,6 +95,7 @@ class TorchBackend:
     """One process, plain torch: AdamW without weight decay on biases and norms, autocast when bf16."""
 
     rank, world_size = 0, 1
+    data_rank, data_ranks = 0, 1  # which rows of a batch this process takes, out of how many shares
 
     def __init__(self, model, cfg: TrainConfig, precision: str = "fp32"):
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -155,7 +156,7 @@ def train(model, tokens: np.ndarray, tokenizer, cfg: TrainConfig, work_dir: str 
     work_dir, loss_csv = Path(work_dir), Path(loss_csv)
     model.train()
     backend = backend or TorchBackend(model, cfg)
-    micro, _ = cfg.accumulation(backend.world_size)
+    micro, _ = cfg.accumulation(backend.data_ranks)
     start = _resume(backend, work_dir, loss_csv, cfg)
     log = _open_log(loss_csv, resumed=start > 0) if backend.rank == 0 else None
     bar = tqdm(total=cfg.steps, initial=start, desc="train", file=sys.stderr, mininterval=5, disable=backend.rank > 0)
@@ -163,7 +164,7 @@ def train(model, tokens: np.ndarray, tokenizer, cfg: TrainConfig, work_dir: str 
     for step in range(start, cfg.steps):
         lr = cfg.lr_at(step)
         backend.set_lr(lr)
-        rows = batch_at(step, tokens, cfg, tokenizer)[backend.rank :: backend.world_size]
+        rows = batch_at(step, tokens, cfg, tokenizer)[backend.data_rank :: backend.data_ranks]
         total = 0.0
         for ids in rows.split(micro):
             loss = backend.loss(ids)

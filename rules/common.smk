@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 from longrope.data import book_path, list_books
 from longrope.deepspeed_config import load_deepspeed_config
+from longrope.memory import sequence_split_error
 from longrope.search import config_from_settings
 
 validate(config, schema="../config/schema.yaml")
@@ -102,12 +103,63 @@ def _check_config():
             raise WorkflowError(f"{key}: set gpu or gres, not both (the top-level resources are merged in)")
         if spec.get("nodes", 1) > 1 and kind != "finetune":
             raise WorkflowError(f"{key}.nodes: only fine-tuning spans several nodes")
+    _check_sequence_parallel()
     export = config.get("export")
     if export and export["stage"] not in search_stages():
         raise WorkflowError(f"export.stage must name a search stage, got {export['stage']!r}")
     overlap = set(books("train_books")) & set(books("heldout_books"))
     if overlap:
         raise WorkflowError(f"data: held-out books also in train_books: {', '.join(sorted(overlap))}")
+
+
+def _check_sequence_parallel():
+    """parallel.sequence: the heads split over the ranks, a kernel that masks causally by itself, and jobs whose
+    GPUs and ranks agree with it."""
+    heads = model_heads()
+    for stage in [None, *config["stages"]]:
+        n = sequence_ranks(stage)
+        key = "evaluation.parallel.sequence" if stage is None else f"stages.{stage}.parallel.sequence"
+        if n == 1:
+            continue
+        error = heads and sequence_split_error(*heads, n)
+        if error:
+            raise WorkflowError(f"{key} = {n}: {error}")
+        attentions = [EVAL["attention"]] if stage is None or stage in search_stages() else []
+        if stage in finetune_stages():
+            attentions.append(stage_finetune(stage)["attention"])
+        if "eager" in attentions:
+            raise WorkflowError(f"{key} = {n} needs sdpa or flash_attention_2 attention, not eager")
+        if stage in search_stages():
+            workers, gpus = stage_search(stage)["workers"], job_resources("search", stage).get("gpu")
+            if gpus and gpus != workers * n:
+                raise WorkflowError(f"stages.{stage}.resources.search.gpu is {gpus}, but the search runs {workers * n} "
+                                    f"processes (search.workers × parallel.sequence), one per GPU")
+        if stage in finetune_stages():
+            ranks = stage_finetune(stage)["processes"] * job_resources("finetune", stage).get("nodes", 1)
+            if ranks % n:
+                raise WorkflowError(f"{key} = {n} must divide the fine-tune's {ranks} ranks (finetune.processes × "
+                                    f"nodes): each group of {n} ranks shares one row")
+
+
+def sequence_ranks(stage=None):
+    """parallel.sequence of a stage (its search and fine-tune jobs), or of the evaluation jobs (stage None)."""
+    section = EVAL if stage is None else config["stages"][stage]
+    return section.get("parallel", {}).get("sequence", 1)
+
+
+def model_heads():
+    """(attention heads, KV heads) of the base model (every stage's model shares them), or None when its
+    config.json does not say or it is yet to be converted from a GGUF; the job then checks them when it loads it."""
+    path = config["base_model"]["path"]
+    if base_source() == "gguf":
+        return None
+    if path is None:
+        return (config["pretrain"]["model"]["num_heads"],) * 2
+    architecture = json.loads(Path(path, "config.json").read_text())
+    if "num_attention_heads" not in architecture:
+        return None
+    heads = architecture["num_attention_heads"]
+    return heads, architecture.get("num_key_value_heads") or heads
 
 
 def _check_model_ref(ref, stage, key):
@@ -177,8 +229,11 @@ def launcher(settings, resources):
 
 def job_resources(kind=None, stage=None):
     """Cluster resources of a heavy job: the top-level `resources:`, then the stage's `resources.<kind>` (kind:
-    search or finetune) over it. Local runs ignore them; the SLURM profile turns them into sbatch options."""
+    search or finetune) over it; a perplexity job (kind evaluate) gets resources.gpu × evaluation.parallel.sequence
+    GPUs. Local runs ignore them; the SLURM profile turns them into sbatch options."""
     spec = dict(config["resources"])
+    if kind == "evaluate" and spec.get("gpu"):
+        spec["gpu"] *= sequence_ranks()
     if stage is not None:
         spec.update(config["stages"][stage].get("resources", {}).get(kind, {}))
     if kind == "finetune" and spec.get("nodes", 1) > 1:

@@ -8,6 +8,7 @@ EVAL_PARAMS = dict(
     seed=EVAL["seed"],
     attention=EVAL["attention"],
     dtype=DTYPE,
+    sequence=sequence_ranks(),
 )
 
 
@@ -30,7 +31,7 @@ rule evaluate_base:
         method="|".join(EVAL["methods"]),
     threads: EVAL["threads"]
     resources:
-        **job_resources(),
+        **job_resources("evaluate"),
     log:
         "logs/evaluate_base/{method}.log",
     benchmark:
@@ -63,7 +64,7 @@ rule evaluate_search:
         run="|".join(search_runs()),
     threads: EVAL["threads"]
     resources:
-        **job_resources(),
+        **job_resources("evaluate"),
     log:
         "logs/evaluate_search/{run}.log",
     benchmark:
@@ -95,7 +96,7 @@ rule evaluate_finetune:
         stage="|".join(finetune_stages()),
     threads: EVAL["threads"]
     resources:
-        **job_resources(),
+        **job_resources("evaluate"),
     log:
         "logs/evaluate_finetune/{stage}.log",
     benchmark:
@@ -126,7 +127,7 @@ rule evaluate_n_hat:
         stage="|".join(n_hat_stages()),
     threads: EVAL["threads"]
     resources:
-        **job_resources(),
+        **job_resources("evaluate"),
     log:
         "logs/evaluate_n_hat/{stage}.log",
     benchmark:

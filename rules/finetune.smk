@@ -18,6 +18,7 @@ for _stage in finetune_stages():
         params:
             settings=json.dumps({**_settings, "dtype": DTYPE}, sort_keys=True),
             launcher=launcher(_settings, job_resources("finetune", _stage)),
+            sequence=sequence_ranks(_stage),
             script=SCRIPTS / "finetune.py",
             # Checkpoints live outside the outputs, so a killed job resumes instead of starting over.
             work_dir=f"results/finetune/{_stage}.work",
@@ -33,7 +34,7 @@ for _stage in finetune_stages():
         shell:
             "{params.launcher} {params.script} --model {input.model} --scaling {input.scaling} --tokens {input.tokens}"
             " --tokenizer {input.tokenizer} --out {output.model} --loss {output.loss} --work-dir {params.work_dir}"
-            " --settings '{params.settings}' > {log} 2>&1"
+            " --sequence {params.sequence} --settings '{params.settings}' > {log} 2>&1"
 
 
 rule plot_finetune_loss:

@@ -21,6 +21,7 @@ for _run, (_stage, _settings) in search_runs().items():
             original_length=L0,
             attention=EVAL["attention"],
             dtype=DTYPE,
+            sequence=sequence_ranks(_stage),
             # The generation log lives outside the outputs so a killed search resumes where it stopped.
             work_dir=f"results/search/{_run}.work",
         threads: _settings["threads"]

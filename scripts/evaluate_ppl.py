@@ -12,16 +12,18 @@ from longrope.data import load_tokens, sample_windows, samples_for_length, windo
 from longrope.evaluate import evaluation_lengths, perplexity, sliding_perplexity
 from longrope.model import apply_rope_scaling, compute_dtype, load_model
 from longrope.rope import RopeScaling, load_factors
+from longrope.sequence_parallel import spread
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
-torch.set_num_threads(snakemake.threads)
-
 p = snakemake.params
+torch.set_num_threads(max(1, snakemake.threads // p.sequence))
 scalings = [(label, RopeScaling.from_dict(spec)) for label, spec in p.scalings]
 if "factors" in snakemake.input.keys():
     scalings.append((p.label, load_factors(snakemake.input.factors)))
 tokens = load_tokens(snakemake.input.tokens)
 model = load_model(snakemake.input.model, attention=p.attention, dtype=compute_dtype(p.dtype))
+if p.sequence > 1:  # every window split over this process and sequence - 1 followers
+    spread(model, snakemake.input.model, p.sequence, max(1, snakemake.threads // p.sequence))
 rows, windows = [], []
 for label, scaling in scalings:
     apply_rope_scaling(model, scaling)

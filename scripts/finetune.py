@@ -28,6 +28,7 @@ parser.add_argument("--out", required=True, help="folder for the fine-tuned mode
 parser.add_argument("--loss", required=True, help="loss log CSV")
 parser.add_argument("--work-dir", required=True, help="checkpoints; a rerun resumes from here")
 parser.add_argument("--settings", required=True, help="the stage's fine-tune settings as JSON")
+parser.add_argument("--sequence", type=int, default=1, help="ranks that share each row (sequence parallelism)")
 args = parser.parse_args()
 
 settings = json.loads(args.settings)
@@ -40,6 +41,8 @@ auto = "bf16" if compute_dtype(settings["dtype"]) == torch.bfloat16 else "fp32"
 precision = auto if settings["precision"] == "auto" else settings["precision"]
 # Everything that can be wrong is checked before the first step: the DeepSpeed JSON, the model folder, and that
 # the factors fit this model's head size and really change its forward.
+if args.sequence > 1 and not settings["deepspeed"]:
+    sys.exit(f"--sequence {args.sequence} needs a deepspeed config: the ranks that share a row are DeepSpeed's")
 if settings["deepspeed"]:
     from longrope.deepspeed_backend import DeepSpeedBackend
     from longrope.deepspeed_config import load_deepspeed_config
@@ -51,10 +54,10 @@ if settings["gradient_checkpointing"] is True or (settings["gradient_checkpointi
     model.gradient_checkpointing_enable()
 print(f"fine-tuning {args.model} at {cfg.seq_len} tokens with {args.scaling} ({precision}); {cfg}", file=sys.stderr)
 
-backend = (DeepSpeedBackend(model, cfg, deepspeed_config, precision) if settings["deepspeed"]
+backend = (DeepSpeedBackend(model, cfg, deepspeed_config, precision, args.sequence) if settings["deepspeed"]
            else TorchBackend(model, cfg, precision))
 tokenizer = load_tokenizer(args.tokenizer)
-print(f"backend: {type(backend).__name__}, {backend.world_size} process(es)", file=sys.stderr)
+print(f"backend: {type(backend).__name__}, {backend.world_size} process(es), {args.sequence} per row", file=sys.stderr)
 
 
 def save(trained):

@@ -44,7 +44,7 @@ def scaling(c) -> RopeScaling:
 
 seeds = [equivalent_factors(RopeScaling(m, L0, round(ratio * L0)), head_dim, base).tolist() for m in ("pi", "ntk", "yarn")]
 # Perplexity at the fitness length (the geometric mean over both lengths for a recovery search), on
-# search.workers model replicas; the first PI scaling verifies that the patch reaches each replica's forward.
+# search.workers model replicas of `sequence` processes each; the first PI scaling verifies that the patch reaches each replica's forward.
 spec = FitnessSpec(snakemake.input.model, p.attention, RopeScaling("pi", L0, target), tuple(windows),
                    compute_dtype(p.dtype))
 bar = tqdm(total=cfg.generations + 1, desc=f"search_{p.stage}", file=sys.stderr)
@@ -57,7 +57,7 @@ def progress(record):
 
 
 Path(p.work_dir).mkdir(parents=True, exist_ok=True)
-with FitnessPool(spec, p.search["workers"], snakemake.threads) as pool:
+with FitnessPool(spec, p.search["workers"], snakemake.threads, p.sequence) as pool:
     result = search(lambda candidates: pool([scaling(c) for c in candidates]), seeds, cfg,
                     Path(p.work_dir) / "search_log.jsonl", progress)
 bar.close()

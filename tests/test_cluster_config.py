@@ -1,5 +1,6 @@
 """config/paper/*.yaml under the SLURM profile: valid, and every job asks the cluster for what the config says."""
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +16,10 @@ LOCAL = {"tokenizer", "token_ids", "tables", "plot_perplexity", "plot_passkey", 
 def dry_run_jobs(tmp_path, config_file):
     """{rule: [(resources dict, shell command)]} of a dry run with profiles/slurm, the model folder a stand-in."""
     config = yaml.safe_load(config_file.read_text())
-    model = tmp_path / "model"  # the config checks look for config.json and the model's own tokenizer.json
+    model = tmp_path / "model"  # the config checks read config.json's heads and look for the model's tokenizer.json
     model.mkdir()
-    (model / "config.json").write_text("{}")
+    shapes = ROOT / "config" / "paper" / "architectures" / f"{Path(config['base_model']['path']).name}.json"
+    (model / "config.json").write_text(shapes.read_text())
     (model / "tokenizer.json").write_text("{}")
     config["base_model"]["path"] = str(model)
     path = tmp_path / config_file.name
@@ -43,6 +45,7 @@ def test_paper_config_requests_plausible_resources(tmp_path, config_file):
     assert "pretrain_base" not in jobs  # the model comes by path
     for stage, spec in config["stages"].items():
         settings = {**config["finetune"], **spec.get("finetune", {})}
+        n = spec.get("parallel", {}).get("sequence", 1)  # GPUs per window: scripts/plan_memory.py's answer
         if "finetune" in spec:
             (resources, shell), = jobs[f"finetune_{stage}"]
             nodes = int(resources.get("nodes", 1))
@@ -54,9 +57,15 @@ def test_paper_config_requests_plausible_resources(tmp_path, config_file):
             else:
                 assert f"torch.distributed.run --standalone --nproc_per_node {settings['processes']} " in shell
             assert "zero3_offload.json" in shell and '"precision": "bf16"' in shell
+            assert f" --sequence {n} " in shell and int(resources["gpu"]) % n == 0  # groups of n ranks share a row
         kind = "recovery" if spec["search"].get("mode") == "recovery" else "search"
         (resources, _), = jobs[f"{kind}_{stage}"]
-        assert int(resources["gpu"]) >= spec["search"].get("workers", 1) and resources["gpu_model"]
+        # the search script starts each replica's n - 1 followers itself, on the job's one node
+        assert int(resources["gpu"]) >= spec["search"].get("workers", 1) * n and resources["gpu_model"]
+        assert "nodes" not in resources and "mpi" not in resources
+    if config["base_model"]["path"].endswith(("Llama-2-7b-hf", "Mistral-7B-v0.1")):  # the paper's 2048k fitness
+        assert config["stages"]["2048k"]["parallel"]["sequence"] == 8
+        assert int(jobs["search_2048k"][0][0]["gpu"]) == 8
     for name in ("evaluate_base", "evaluate_search", "evaluate_n_hat"):
         assert all(int(r["gpu"]) == 1 and int(r["runtime"]) >= 60 for r, _ in jobs[name])
     # Cheap jobs take nothing from the config's resources (they are localrules; tests/test_slurm.py shows that they
@@ -78,6 +87,14 @@ def test_paper_config_requests_plausible_resources(tmp_path, config_file):
      "stages.128k.resources.finetune.nodes > 1 needs a deepspeed config"),
     (lambda c: c.update(resources={"gpus": 1}), "gpus"),
     (lambda c: c["data"].update(tokenizer={"kind": "pretrained"}), "reads tokenizer.json from base_model.path"),
+    (lambda c: c["stages"]["128k"].update(parallel={"sequence": 3}),
+     "stages.128k.parallel.sequence = 3: 3 ranks cannot split the model's 2 attention heads evenly"),
+    (lambda c: c["evaluation"].update(parallel={"sequence": 2}, attention="eager"),
+     "evaluation.parallel.sequence = 2 needs sdpa or flash_attention_2 attention, not eager"),
+    (lambda c: c["stages"]["128k"].update(parallel={"sequence": 2}, resources={"search": {"gpu": 1}}),
+     r"stages.128k.resources.search.gpu is 1, but the search runs 2 processes \(search.workers × parallel.sequence\)"),
+    (lambda c: c["stages"]["128k"].update(parallel={"sequence": 2}),
+     r"stages.128k.parallel.sequence = 2 must divide the fine-tune's 1 ranks"),
 ])
 def test_bad_cluster_config_fails_before_any_job(tmp_path, edit, message):
     done = run("-n", "--configfile", str(write_config(tmp_path, edit)), "--directory", str(tmp_path), cwd=tmp_path)

@@ -26,7 +26,7 @@ def inputs(tmp_path, tiny_model):
     return tmp_path
 
 
-def finetune(tmp_path, factors, settings=None, model="model", out="out", launcher=(sys.executable,)):
+def finetune(tmp_path, factors, settings=None, model="model", out="out", launcher=(sys.executable,), args=()):
     (tmp_path / "factors.json").write_text(json.dumps({"scaling": RopeScaling(
         "longrope", 32, 64, factors=factors).to_dict()}))
     return subprocess.run(
@@ -34,7 +34,7 @@ def finetune(tmp_path, factors, settings=None, model="model", out="out", launche
          "--scaling", str(tmp_path / "factors.json"), "--tokens", str(tmp_path / "tokens.npy"),
          "--tokenizer", str(tmp_path / "tokenizer"), "--out", str(tmp_path / out),
          "--loss", str(tmp_path / f"{out}-loss.csv"), "--work-dir", str(tmp_path / f"{out}-work"),
-         "--settings", json.dumps({**SETTINGS, **(settings or {})})],
+         "--settings", json.dumps({**SETTINGS, **(settings or {})}), *args],
         capture_output=True, text=True, timeout=300)
 
 
