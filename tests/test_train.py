@@ -182,7 +182,7 @@ def test_deepspeed_config_is_completed_from_the_training_settings():
 
     cfg = TrainConfig(steps=5, batch_size=32, seq_len=128, lr=2e-5, betas=(0.9, 0.999), micro_batch_size=1)
     zero3 = fill_deepspeed_config(load_deepspeed_config(ROOT / "config" / "deepspeed" / "zero3_offload.json"),
-                                  cfg, world_size=8, precision="bf16")
+                                  cfg, data_ranks=8, precision="bf16")
     assert (zero3["train_batch_size"], zero3["train_micro_batch_size_per_gpu"], zero3["gradient_accumulation_steps"]) == (32, 1, 4)
     assert zero3["bf16"]["enabled"] is True and zero3["gradient_clipping"] == 1.0
     assert zero3["optimizer"]["params"] == {"lr": 2e-5, "betas": [0.9, 0.999], "weight_decay": 0.0, "eps": 1e-8}
