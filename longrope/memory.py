@@ -63,6 +63,7 @@ class Job:
     offload_optimizer: bool = False
     checkpointing: bool = False
     loss_chunk: int = 4096       # tokens whose logits the loss holds at once (longrope.model.token_nll)
+    tile_mlp: int | None = None  # tokens per MLP tile (longrope.tiling), None = the whole shard at once
 
 
 def memory(a: Architecture, job: Job) -> dict[str, float]:
@@ -75,18 +76,20 @@ def memory(a: Architecture, job: Job) -> dict[str, float]:
     * activations kept for the backward: each layer's input with gradient checkpointing, else everything a layer
       saves; plus one layer recomputed in the backward;
     * the workspace of one layer: attention (q, k, v, their rotated copies and the two all-to-all layouts, the
-      output) or the MLP (gate, up, activation, product), whichever is larger;
-    * logits: a loss chunk's (logits, their fp32 copy, log-softmax); when training, also every position's fp32
-      log-softmax, which autograd keeps for the backward.
+      output) or the MLP (input, output, and gate, up, activation, product of one tile), whichever is larger; a
+      tiled MLP keeps only its input and output for the backward;
+    * logits: a loss chunk's (logits, their fp32 copy, log-softmax and, when training, its gradient); the loss is
+      tiled, so the backward recomputes each chunk rather than keeping every position's log-softmax.
     """
     b, shard = job.value_bytes, job.rows * -(-job.length // job.sequence)
     h, i, d = a.hidden, a.intermediate, a.head_dim
     qkv = (a.heads + 2 * a.kv_heads) * d
     attention = shard * (2 * h + 3 * qkv + (a.heads + a.kv_heads) * d + 2 * a.heads * d) * b
-    mlp = shard * (2 * h + 3 * i + h) * b
+    mlp_tile = min(job.tile_mlp or shard, shard)
+    mlp = (shard * 3 * h + mlp_tile * 3 * i) * b
+    chunk_logits = min(job.loss_chunk, shard) * a.vocab
     parts = {"weights": a.parameters * b, "gradients": 0.0, "optimizer": 0.0, "activations": 0.0,
-             "attention": attention, "mlp": mlp,
-             "logits": min(job.loss_chunk, shard) * a.vocab * (b + 4 + 4)}
+             "attention": attention, "mlp": mlp, "logits": chunk_logits * (b + 4 + 4)}
     if job.kind == "train":
         layer_weights = (a.parameters - a.vocab * h) / a.layers * b
         if job.zero == 3:
@@ -96,10 +99,10 @@ def memory(a: Architecture, job: Job) -> dict[str, float]:
         if not job.offload_optimizer:
             parts["gradients"] = a.parameters * b / gradient_share
             parts["optimizer"] = a.parameters * (12 if b == 2 else 8) / optimizer_share
-        saved_per_layer = (6 * h + 2 * qkv + (a.heads + a.kv_heads) * d + 4 * i) * b
+        saved_per_layer = (6 * h + 2 * qkv + (a.heads + a.kv_heads) * d + (0 if job.tile_mlp else 4 * i)) * b
         per_layer = h * b if job.checkpointing else saved_per_layer
         parts["activations"] = shard * (a.layers * per_layer + (saved_per_layer if job.checkpointing else 0))
-        parts["logits"] += shard * a.vocab * 4  # each chunk's fp32 log-softmax, kept for the backward
+        parts["logits"] += chunk_logits * 4  # the recomputed chunk's gradient
     parts["total"] = (parts["weights"] + parts["gradients"] + parts["optimizer"] + parts["activations"]
                       + max(parts["attention"], parts["mlp"]) + parts["logits"])
     return parts

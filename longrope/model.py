@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .rope import RopeScaling
 
@@ -202,9 +203,15 @@ def next_token_nll(model, ids: torch.Tensor, chunk_size: int = 4096) -> torch.Te
 
 def token_nll(model, hidden: torch.Tensor, targets: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
     """Per-token NLL of `targets` (B, T) given the last hidden states (B, T, H), T×V logits never whole at once;
-    0 where a target is -100 (padding)."""
+    0 where a target is -100 (padding). Under autograd the loss is tiled (DeepSpeed ALST's TiledFusedLogitsLoss):
+    each chunk's logits are recomputed in the backward, so training keeps no T×V tensor either, only the NLL."""
+
+    def chunk_nll(h, t):
+        return nn.functional.cross_entropy(model.lm_head(h).float().transpose(1, 2), t, reduction="none")
+
+    tiled = torch.is_grad_enabled() and hidden.requires_grad
     return torch.cat([
-        nn.functional.cross_entropy(model.lm_head(h).float().transpose(1, 2), t, reduction="none")
+        checkpoint(chunk_nll, h, t, use_reentrant=False) if tiled else chunk_nll(h, t)
         for h, t in zip(hidden.split(chunk_size, dim=1), targets.split(chunk_size, dim=1))
     ], dim=1)
 

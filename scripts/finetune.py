@@ -14,6 +14,7 @@ import torch
 from longrope.data import load_tokenizer, load_tokens
 from longrope.model import apply_rope_scaling, compute_dtype, load_model, save_extended
 from longrope.rope import load_factors
+from longrope.tiling import tile_mlp
 from longrope.train import TorchBackend, TrainConfig, train
 
 TRAIN_KEYS = ("steps", "batch_size", "micro_batch_size", "lr", "warmup_steps", "schedule", "min_lr_ratio", "betas",
@@ -52,6 +53,8 @@ model = load_model(args.model, attention=settings["attention"])
 apply_rope_scaling(model, scaling)
 if settings["gradient_checkpointing"] is True or (settings["gradient_checkpointing"] == "auto" and gpu):
     model.gradient_checkpointing_enable()
+if settings["tile_mlp"]:
+    tile_mlp(model, settings["tile_mlp"])
 print(f"fine-tuning {args.model} at {cfg.seq_len} tokens with {args.scaling} ({precision}); {cfg}", file=sys.stderr)
 
 backend = (DeepSpeedBackend(model, cfg, deepspeed_config, precision, args.sequence) if settings["deepspeed"]

@@ -51,7 +51,7 @@ def jobs(config: dict):
                 "train", s["seq_len"] or target, n, value_bytes=4 if s["precision"] == "fp32" else 2, rows=rows,
                 ranks=ranks, zero=zero.get("stage", 0), offload_params="offload_param" in zero,
                 offload_optimizer="offload_optimizer" in zero, checkpointing=s["gradient_checkpointing"] is not False,
-            ), ranks
+                tile_mlp=s["tile_mlp"]), ranks
     n = evaluation.get("parallel", {}).get("sequence", 1)
     yield "-", "perplexity", Job("score", max(evaluation["lengths"]), n), GPUS_PER_NODE
 

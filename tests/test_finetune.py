@@ -14,7 +14,7 @@ from longrope.rope import RopeScaling
 SETTINGS = {"steps": 4, "batch_size": 2, "micro_batch_size": None, "seq_len": None, "lr": 1e-3, "warmup_steps": 1,
             "schedule": "linear", "min_lr_ratio": 0.0, "betas": [0.9, 0.999], "weight_decay": 0.0, "grad_clip": 1.0,
             "seed": 42, "checkpoint_every": 2, "passkey_fraction": 0.0, "sampling": "blocks", "deepspeed": None,
-            "processes": 1, "precision": "auto", "gradient_checkpointing": "auto", "attention": "auto", "threads": 1,
+            "processes": 1, "precision": "auto", "gradient_checkpointing": "auto", "tile_mlp": None, "attention": "auto", "threads": 1,
             "dtype": "float32"}
 
 

@@ -43,11 +43,12 @@ def test_two_workers_of_two_ranks_score_the_one_rank_perplexities(spec):
     np.testing.assert_allclose(four, one, rtol=1e-5)
 
 
-@pytest.mark.parametrize("zero, checkpointing", [(1, True), (3, False)], ids=["zero1-checkpointing", "zero3"])
-def test_two_ranks_sharing_each_row_train_the_weights_of_one(inputs, zero, checkpointing):
+@pytest.mark.parametrize("zero, checkpointing, tile", [(1, True, None), (3, False, 8)],
+                         ids=["zero1-checkpointing", "zero3-tiled-mlp"])
+def test_two_ranks_sharing_each_row_train_the_weights_of_one(inputs, zero, checkpointing, tile):
     """3 steps of rows of 61 inputs (not divisible by 2): one rank against two that each hold half of every row.
     ZeRO-3 shards the weights over the two ranks as well; gradient checkpointing recomputes the sharded attention
-    in the backward."""
+    in the backward; the two ranks' MLPs may run on tiles of 8 of their 31 tokens, recomputed in the backward."""
     deepspeed = inputs / f"zero{zero}.json"
     # overlap_comm (on by default under ZeRO-3) overlaps reductions with the backward on CUDA streams; on CPU it has
     # hung two-rank runs here now and then, so it is off
@@ -61,7 +62,7 @@ def test_two_ranks_sharing_each_row_train_the_weights_of_one(inputs, zero, check
     factors = [1.0, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.0]
     one = finetune(inputs, factors, settings, out="one")
     assert one.returncode == 0, one.stderr[-3000:]
-    two = finetune(inputs, factors, {**settings, "processes": 2}, out="two", args=("--sequence", "2"),
+    two = finetune(inputs, factors, {**settings, "processes": 2, "tile_mlp": tile}, out="two", args=("--sequence", "2"),
                    launcher=(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"))
     assert two.returncode == 0, two.stderr[-3000:]
     assert "backend: DeepSpeedBackend, 2 process(es), 2 per row" in two.stderr
