@@ -214,3 +214,109 @@ def test_bad_seeds_are_refused(tmp_path):
         search(ramp_fitness, [[1.0, 2.0], [1.0]], SearchConfig(ceiling=2.0), tmp_path / "log.jsonl")
     with pytest.raises(ValueError, match="seeds"):
         search(ramp_fitness, [], SearchConfig(ceiling=2.0), tmp_path / "log.jsonl")
+
+
+# Multi-fidelity: a coarse grid, so the known optimum is reachable exactly. A score on fewer windows is noisier (noise
+# fixed per candidate and window count, as fixed fitness windows give); the full-fidelity score is exact.
+COARSE = dict(ceiling=4.0, step=0.25, population=24, parents=12, mutations=8, crossovers=8, n_hat_candidates=N_HATS)
+COARSE_SEEDS = [[4.0] * 8, [4 ** (i / 7) for i in range(8)], [1.0] * 3 + [2.0, 3.0] + [4.0] * 3]
+OPTIMUM = Candidate(snap(np.interp(np.arange(8), [0, 2, 5, 7], [1.0, 1.25, 3.0, 3.5]), SearchConfig(**COARSE)), 8)
+
+
+def noisy_fitness(batch, windows):
+    exact = [sum((a - b) ** 2 for a, b in zip(c.factors, OPTIMUM.factors)) + 0.5 * (c.n_hat != 8) for c in batch]
+    if windows is None:
+        return exact
+    rngs = [np.random.default_rng([*(round(x * 100) for x in c.factors), c.n_hat, windows]) for c in batch]
+    return [v + rng.normal(0.0, 0.1 / math.sqrt(windows)) for v, rng in zip(exact, rngs)]
+
+
+def coarse(tmp_path, name="log.jsonl", fitness=noisy_fitness, **overrides):
+    return search(fitness, COARSE_SEEDS, SearchConfig(**{**COARSE, "generations": 20, **overrides}), tmp_path / name)
+
+
+@pytest.mark.parametrize("fidelity", [(1,), (1, 2)])
+def test_multi_fidelity_finds_optimum_with_fewer_full_evaluations(tmp_path, fidelity):
+    single, multi = coarse(tmp_path, "single.jsonl"), coarse(tmp_path, "multi.jsonl", fidelity=fidelity)
+    assert single.best == multi.best == OPTIMUM and single.best_fitness == multi.best_fitness == 0.0
+
+    def to_optimum(result):  # full evaluations spent when the optimum is first the best
+        return next(h["full_evaluations"] for h in result.history if h["best"] == 0.0)
+
+    full = [r.history[-1]["full_evaluations"] for r in (single, multi)]
+    assert multi.evaluations == single.evaluations == full[0] == 24 + 20 * 16  # as many candidates, fewer fully scored
+    assert full[1] == (8 + 20 * 6 if fidelity == (1,) else 3 + 20 * 2)  # ceil(n/3) per rung: 24 → 8 → 3, 16 → 6 → 2
+    assert to_optimum(multi) <= 0.5 * to_optimum(single)
+
+
+def test_full_fidelity_exactly_for_promoted_candidates(tmp_path):
+    spy = Recorder(noisy_fitness)
+    result = coarse(tmp_path, fitness=spy, generations=6, fidelity=(1, 2))
+    assert [w for w, _, _ in spy.calls] == [1, 2, None] * 7  # three rungs per generation
+    for (_, batch, values), (_, promoted, _) in zip(spy.calls, spy.calls[1:]):
+        if promoted[0] not in batch:
+            continue  # a full rung, then the next generation's first rung
+        best_first = [batch[i] for i in np.argsort(values, kind="stable")]
+        assert promoted == best_first[: math.ceil(len(batch) / 3)]
+    full = [c for w, batch, _ in spy.calls if w is None for c in batch]
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()[1:]]
+    assert full == [Candidate(tuple(e["factors"]), e["n_hat"]) for r in records for e in r["evaluated"]
+                    if e["windows"] is None]
+    last = result.history[-1]
+    assert last["full_evaluations"] == len(full) == len(set(full))
+    assert last["window_evaluations"] == sum(w * len(batch) for w, batch, _ in spy.calls if w is not None)
+    assert last["evaluations"] == len(set(spy.seen))
+    for r in records:  # full fidelity first, then by rung reached; the best is the best full score
+        windows = [math.inf if e["windows"] is None else e["windows"] for e in r["population"]]
+        assert windows == sorted(windows, reverse=True) and r["best"] == r["population"][0]["fitness"]
+        assert r["population"][0]["windows"] is None
+
+
+def test_multi_fidelity_same_seed_same_log(tmp_path):
+    coarse(tmp_path, "a.jsonl", fidelity=(1, 2), generations=6)
+    coarse(tmp_path, "b.jsonl", fidelity=(1, 2), generations=6)
+
+    def read(name):
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                for line in (tmp_path / name).read_text().splitlines()]
+
+    assert read("a.jsonl") == read("b.jsonl")
+
+
+@pytest.mark.parametrize("crash_at", [2 * 6, 2 * 6 + 1])  # generation 6 at its first (1 window) or its full rung
+def test_multi_fidelity_resume_after_crash(tmp_path, crash_at):
+    straight = Recorder(noisy_fitness)
+    expected = coarse(tmp_path, "straight.jsonl", fitness=straight, fidelity=(1,), generations=10)
+    with pytest.raises(RuntimeError, match="evaluator died"):
+        coarse(tmp_path, fitness=Recorder(noisy_fitness, crash_at=crash_at), fidelity=(1,), generations=10)
+    resumed = Recorder(noisy_fitness)
+    result = coarse(tmp_path, fitness=resumed, fidelity=(1,), generations=10)
+    assert (result.best, result.best_fitness) == (expected.best, expected.best_fitness)
+    assert timeless(result.history) == timeless(expected.history)
+    assert resumed.calls == straight.calls[2 * 6:]  # generation 6 on, redone exactly
+    assert all(a["seconds"] <= b["seconds"] for a, b in zip(result.history, result.history[1:]))  # summed over runs
+
+
+def test_log_of_the_previous_format_is_refused(tmp_path):
+    run(tmp_path, generations=1)
+    log = tmp_path / "log.jsonl"
+    old = [json.loads(line) for line in log.read_text().splitlines()]
+    for key in ("fidelity", "promote"):
+        del old[0]["config"][key]
+    for rec in old[1:]:
+        for key in ("full_evaluations", "window_evaluations", "seconds"):
+            del rec[key]
+        for e in rec["population"] + rec["evaluated"]:
+            del e["windows"]
+    log.write_text("".join(json.dumps(line) + "\n" for line in old))
+    with pytest.raises(ValueError, match="delete it"):
+        run(tmp_path, generations=1)
+
+
+def test_config_from_settings_fidelity_is_optional():
+    settings = dict(ceiling="paper", population=8, mutations=2, crossovers=2, parents=4, generations=3,
+                    mutation_prob=0.3, n_hat=[0, 4], early_stop_window=None, seed=1)
+    assert config_from_settings(settings, 4.0) == SearchConfig(
+        ceiling=5.0, population=8, mutations=2, crossovers=2, parents=4, generations=3, n_hat_candidates=(0, 4), seed=1)
+    cfg = config_from_settings({**settings, "fidelity": [1, 2], "promote": 0.5}, 4.0)
+    assert (cfg.fidelity, cfg.promote) == ((1, 2), 0.5)
