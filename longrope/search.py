@@ -5,6 +5,11 @@ official code (evolution/algorithms/dim_mono.py): mutation resamples single gene
 non-decreasing by construction; crossover edits a copy of the better parent gene by gene. No candidate is evaluated
 twice. Each generation is appended to a JSONL log with the RNG state, so a killed search resumes and ends exactly where
 an uninterrupted one would.
+
+Multi-fidelity (successive halving, optional): a generation's new candidates are first scored on the first
+fidelity[0] fitness windows, the best `promote` fraction of them on fidelity[1] windows, and so on; only the last
+survivors are scored on all windows. Fully scored candidates rank before partially scored ones, so the parents and
+the reported best come from full-fidelity scores.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,7 +25,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 MAX_TRIES = 10_000  # proposals per child before the unseen part of the space counts as exhausted
-RECORD_KEYS = ("generation", "best", "median", "evaluations", "cache_hits", "non_finite")
+# Per generation: best and median over the fully scored candidates of the population; evaluations = distinct candidates
+# scored at any fidelity, full_evaluations = those scored on all windows, window_evaluations = windows scored on the
+# cheaper rungs only (the engine does not know K: total windows = window_evaluations + K · full_evaluations);
+# seconds = wall time of the logged generations, summed over resumes (the one field that differs between reruns).
+RECORD_KEYS = ("generation", "best", "median", "evaluations", "full_evaluations", "window_evaluations", "cache_hits",
+               "non_finite", "seconds")
 
 
 @dataclass(frozen=True)
@@ -37,12 +48,16 @@ class SearchConfig:
     n_hat_candidates: tuple[int, ...] = (0,)  # paper: (0, 1, 2, 4, 8, 12, 16, 20, 24, 28, 32, 64, 128, 256)
     early_stop_window: int | None = None  # stop when the best stalls (relative 1e-4) this many generations
     seed: int = 42
+    fidelity: tuple[int, ...] = ()  # window counts of the cheaper rungs; () = every new candidate on all windows
+    promote: float = 1 / 3  # share of a rung's candidates (rounded up, at least 1) scored on the next rung
 
     def __post_init__(self):
-        n_hats = tuple(self.n_hat_candidates)
+        n_hats, fidelity = tuple(self.n_hat_candidates), tuple(self.fidelity)
         object.__setattr__(self, "n_hat_candidates", n_hats)  # a list would make the config unhashable
+        object.__setattr__(self, "fidelity", fidelity)
         grid = self.step > 0 and _k_range(self)[0] <= _k_range(self)[1]
         n_hat_ok = len(n_hats) == len(set(n_hats)) > 0 and all(isinstance(n, int) for n in n_hats)
+        fidelity_ok = all(isinstance(n, int) for n in fidelity) and all(a < b for a, b in zip((0, *fidelity), fidelity))
         checks = {
             "floor": (self.floor > 0, "must be > 0"),
             "ceiling": (self.ceiling >= self.floor, "must be >= floor"),
@@ -58,6 +73,8 @@ class SearchConfig:
             "n_hat_candidates": (n_hat_ok and min(n_hats) >= 0, "must be distinct integers >= 0, at least one"),
             "early_stop_window": (self.early_stop_window is None or self.early_stop_window >= 1,
                                   "must be None or >= 1"),
+            "fidelity": (fidelity_ok, "must be strictly increasing integers >= 1 (window counts), or empty"),
+            "promote": (0 < self.promote <= 1, "must be in (0, 1]"),
         }  # fmt: skip
         for name, (ok, rule) in checks.items():
             if not ok:
@@ -70,12 +87,14 @@ class Candidate:
     n_hat: int = 0
 
 
-FitnessFn = Callable[[list[Candidate]], list[float]]  # batch evaluation, lower is better
+# fitness(candidates, windows): one value per candidate, lower is better, on the first `windows` fitness windows of
+# each fitness length; windows=None = all of them (full fidelity)
+FitnessFn = Callable[[list[Candidate], int | None], list[float]]
 
 
 @dataclass
 class SearchResult:
-    best: Candidate
+    best: Candidate  # the best fully scored candidate
     best_fitness: float
     history: list[dict]  # one record per generation, keys RECORD_KEYS
     evaluations: int
@@ -102,7 +121,7 @@ def snap(factors: Sequence[float], cfg: SearchConfig) -> tuple[float, ...]:
 class _Operators:
     """Mutation and crossover on grid indices; a child already evaluated or queued this generation is redrawn."""
 
-    def __init__(self, cfg: SearchConfig, rng: np.random.Generator, cache: dict[Candidate, float]):
+    def __init__(self, cfg: SearchConfig, rng: np.random.Generator, cache: dict[Candidate, tuple[float, int]]):
         self.cfg, self.rng, self.cache = cfg, rng, cache
         self.lo, self.hi = _k_range(cfg)
         self.queued: set[Candidate] = set()
@@ -148,10 +167,6 @@ class _Operators:
                     if (child := self.accept(ks[:-1], ks[-1])) is not None:
                         return child
         return None
-
-
-def _entry(c: Candidate, fitness: float) -> dict:
-    return {"factors": list(c.factors), "n_hat": c.n_hat, "fitness": fitness}
 
 
 def _candidate(e: dict) -> Candidate:
@@ -203,8 +218,10 @@ def search(
 ) -> SearchResult:
     """Evolve λ (and n̂) from the seed factors; resume from log_path if it holds generations of the same search.
 
-    fitness gets one batch per generation: that generation's new candidates. NaN/inf fitness ranks last (counted in
-    the record's "non_finite"). progress(record) follows every generation, replayed ones from the log included.
+    fitness gets each generation's new candidates once per rung: all of them with windows=cfg.fidelity[0], the best
+    cfg.promote of those with cfg.fidelity[1], ..., the last survivors with windows=None (with no cheaper rungs: every
+    new candidate, in one batch with windows=None). NaN/inf fitness ranks last within its rung (counted in the record's
+    "non_finite"). progress(record) follows every generation, replayed ones from the log included.
     """
     start = [Candidate(snap(s, cfg)) for s in seeds]
     if not start or len({len(c.factors) for c in start}) != 1 or len(start) > cfg.population:
@@ -212,40 +229,59 @@ def search(
     log_path = Path(log_path)
     header = json.loads(json.dumps({"config": asdict(cfg), "seeds": [list(c.factors) for c in start]}))  # as read back
     rng = np.random.Generator(np.random.PCG64(cfg.seed))
-    cache: dict[Candidate, float] = {}  # every evaluated candidate, in evaluation order
+    windows_of = (*cfg.fidelity, None)  # fitness windows per rung; the last rung is full fidelity
+    full = len(cfg.fidelity)
+    cache: dict[Candidate, tuple[float, int]] = {}  # every scored candidate: (value, highest rung reached)
     ops = _Operators(cfg, rng, cache)
     history: list[dict] = []
     population: list[Candidate] = []  # sorted best first once evaluated
 
     log = _read_log(log_path)
-    if log and log[0] != header:
+    if log and log[0] != header:  # checked first, so a log of another format never reaches the fields read below
         raise ValueError(f"{log_path} was written by a search with another config or seeds; delete it to start over")
     if not log:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         _write(log_path, [header], mode="w")
     for rec in log[1:]:
-        cache.update((_candidate(e), e["fitness"]) for e in rec["evaluated"])
+        # entries come in scoring order, so a promoted candidate ends at its highest rung
+        cache.update((_candidate(e), (e["fitness"], windows_of.index(e["windows"]))) for e in rec["evaluated"])
         history.append({k: rec[k] for k in RECORD_KEYS})
         population = [_candidate(e) for e in rec["population"]]
         rng.bit_generator.state = rec["rng_state"]
         ops.cache_hits = rec["cache_hits"]
         if progress:
             progress(history[-1])
+    seconds, t0 = (history[-1]["seconds"] if history else 0.0), time.perf_counter()
+
+    def rank(c: Candidate) -> tuple[int, float]:  # full fidelity first, then higher rungs; by value within a rung
+        value, rung = cache[c]
+        return -rung, value
+
+    def entry(c: Candidate) -> dict:
+        value, rung = cache[c]
+        return {"factors": list(c.factors), "n_hat": c.n_hat, "fitness": value, "windows": windows_of[rung]}
 
     def evaluate(members: list[Candidate]) -> list[Candidate]:
         new = [c for c in members if c not in cache]
-        values = [float(v) for v in fitness(new)] if new else []
-        if len(values) != len(new):
-            raise ValueError(f"fitness returned {len(values)} values for {len(new)} candidates")
-        cache.update((c, v if math.isfinite(v) else math.inf) for c, v in zip(new, values))
+        batch, scored = new, []
+        for rung, windows in enumerate(windows_of):
+            values = [float(v) for v in fitness(batch, windows)] if batch else []
+            if len(values) != len(batch):
+                raise ValueError(f"fitness returned {len(values)} values for {len(batch)} candidates")
+            cache.update((c, (v if math.isfinite(v) else math.inf, rung)) for c, v in zip(batch, values))
+            scored += [entry(c) for c in batch]
+            # the best ceil(promote·n) go on (the tolerance keeps float error from promoting one more); sorted() is
+            # stable, so ties keep their order, which is deterministic
+            batch = sorted(batch, key=rank)[: max(1, math.ceil(cfg.promote * len(batch) - 1e-9))]
         ops.queued.clear()
-        ranked = sorted(members, key=cache.__getitem__)  # stable: ties keep their order, which is deterministic
-        scores = [cache[c] for c in ranked]
+        ranked = sorted(members, key=rank)
+        scores = [cache[c][0] for c in ranked if cache[c][1] == full]  # never empty: ranked[0] is full fidelity
         record = {"generation": len(history), "best": scores[0], "median": float(np.median(scores)),
-                  "evaluations": len(cache), "cache_hits": ops.cache_hits,
-                  "non_finite": sum(not math.isfinite(v) for v in values)}  # fmt: skip
-        _write(log_path, [{**record, "population": [_entry(c, cache[c]) for c in ranked],
-                           "evaluated": [_entry(c, cache[c]) for c in new],
+                  "evaluations": len(cache), "full_evaluations": sum(r == full for _, r in cache.values()),
+                  "window_evaluations": sum(sum(cfg.fidelity[: r + 1]) for _, r in cache.values()),
+                  "cache_hits": ops.cache_hits, "non_finite": sum(math.isinf(cache[c][0]) for c in new),
+                  "seconds": round(seconds + time.perf_counter() - t0, 3)}  # fmt: skip
+        _write(log_path, [{**record, "population": [entry(c) for c in ranked], "evaluated": scored,
                            "rng_state": rng.bit_generator.state}])  # fmt: skip
         history.append(record)
         if progress:
@@ -264,7 +300,7 @@ def search(
             i, j = sorted(rng.choice(len(parents), size=2, replace=False))  # i ranks better
             children.append(ops.crossover(parents[i], parents[j]) or ops.mutate(parents[i]))
         population = evaluate(parents + children)
-    return SearchResult(population[0], cache[population[0]], history, len(cache), ops.cache_hits)
+    return SearchResult(population[0], cache[population[0]][0], history, len(cache), ops.cache_hits)
 
 
 CEILING_RULES = {"paper": lambda s: 1.25 * s, "official": lambda s: 1.0 + s}  # max λ for scale s
@@ -279,4 +315,5 @@ def config_from_settings(settings: dict, scale: float) -> SearchConfig:
         crossovers=settings["crossovers"], parents=settings["parents"], generations=settings["generations"],
         mutation_prob=settings["mutation_prob"], n_hat_candidates=tuple(settings["n_hat"]),
         early_stop_window=settings["early_stop_window"], seed=settings["seed"],
+        **{k: settings[k] for k in ("fidelity", "promote") if k in settings},  # optional: older configs lack them
     )

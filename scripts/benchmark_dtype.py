@@ -44,7 +44,8 @@ def main():
     found = json.loads((args.stage_dir / "factors.json").read_text())
     settings, L0, target = found["search"], found["original_length"], found["target_length"]
     records = [json.loads(line) for line in (args.stage_dir / "search_log.jsonl").read_text().splitlines()][1:]
-    evaluated = [e for r in records for e in r["evaluated"]]
+    # full-fidelity scores only (windows null, or absent in older logs): float32 rescores on all windows
+    evaluated = [e for r in records for e in r["evaluated"] if e.get("windows") is None]
     windows = sample_windows(load_tokens(args.tokens), target, settings["samples"], seed=[settings["seed"], target])
     scalings = [RopeScaling("longrope", L0, target, factors=e["factors"], n_hat=e["n_hat"]) for e in evaluated]
 

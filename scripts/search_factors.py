@@ -58,7 +58,7 @@ def progress(record):
 
 Path(p.work_dir).mkdir(parents=True, exist_ok=True)
 with FitnessPool(spec, p.search["workers"], snakemake.threads, p.sequence) as pool:
-    result = search(lambda candidates: pool([scaling(c) for c in candidates]), seeds, cfg,
+    result = search(lambda candidates, windows: pool([scaling(c) for c in candidates], windows), seeds, cfg,
                     Path(p.work_dir) / "search_log.jsonl", progress)
 bar.close()
 

@@ -28,7 +28,9 @@ def test_two_workers_find_exactly_the_one_worker_factors(spec, tmp_path):
     for workers in (1, 2):
         start = time.perf_counter()
         with FitnessPool(spec, workers=workers, threads=2) as pool:
-            results[workers] = search(lambda c: pool(scalings(c)), seeds, cfg, tmp_path / f"log{workers}.jsonl")
+            # cfg has no cheaper rungs, so windows is always None: full fidelity
+            results[workers] = search(lambda c, windows: pool(scalings(c)), seeds, cfg,
+                                      tmp_path / f"log{workers}.jsonl")
         seconds[workers] = time.perf_counter() - start
     print(f"search with 1 worker {seconds[1]:.1f} s, 2 workers {seconds[2]:.1f} s")
     one, two = results[1], results[2]

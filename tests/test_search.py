@@ -1,4 +1,5 @@
-"""longrope.search: convergence, operator invariants, dedup, determinism, NaN fitness, resume from the JSONL log."""
+"""longrope.search: convergence, operator invariants, dedup, determinism, NaN fitness, resume from the JSONL log,
+multi-fidelity (successive halving over fitness windows)."""
 
 import json
 import math
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from longrope.search import Candidate, SearchConfig, search, snap
+from longrope.search import Candidate, SearchConfig, config_from_settings, search, snap
 
 ROOT = Path(__file__).resolve().parents[1]
 N_HATS = (0, 1, 2, 4, 8, 16)
@@ -25,25 +26,35 @@ def distance(c: Candidate) -> float:
     return sum((a - b) ** 2 for a, b in zip(c.factors, TARGET))
 
 
-def ramp_fitness(batch):
+def ramp_fitness(batch, windows):
     return [distance(c) + (0.0 if c.n_hat == 8 else 1.0) for c in batch]
 
 
 class Recorder:
-    """Fitness wrapper remembering every batch; raises on batch number `crash_at` like a dying evaluator would."""
+    """Fitness wrapper remembering every call; raises on call number `crash_at` like a dying evaluator would."""
 
     def __init__(self, fn=ramp_fitness, crash_at=None):
-        self.fn, self.crash_at, self.batches = fn, crash_at, []
+        self.fn, self.crash_at, self.calls = fn, crash_at, []  # calls: (windows, batch, values)
 
-    def __call__(self, batch):
-        if len(self.batches) == self.crash_at:
+    def __call__(self, batch, windows):
+        if len(self.calls) == self.crash_at:
             raise RuntimeError("evaluator died")
-        self.batches.append(list(batch))
-        return self.fn(batch)
+        values = self.fn(batch, windows)
+        self.calls.append((windows, list(batch), values))
+        return values
+
+    @property
+    def batches(self):
+        return [batch for _, batch, _ in self.calls]
 
     @property
     def seen(self):
         return [c for b in self.batches for c in b]
+
+
+def timeless(history):
+    """Records without `seconds`, the one field that differs between otherwise identical runs."""
+    return [{k: v for k, v in rec.items() if k != "seconds"} for rec in history]
 
 
 def run(tmp_path, name="log.jsonl", fitness=ramp_fitness, **overrides):
@@ -68,6 +79,7 @@ def test_every_evaluated_candidate_is_valid_and_new(tmp_path, seed):
     search(rec, short_seeds, SearchConfig(**cfg, n_hat_candidates=N_HATS, seed=seed), tmp_path / "log.jsonl")
     seen = rec.seen
     assert len(seen) == len(set(seen)) == 16 + 12 * 12
+    assert {windows for windows, _, _ in rec.calls} == {None}  # no cheaper rungs: full fidelity only
     for c in seen:
         f = np.array(c.factors)
         assert len(f) == 8 and (np.diff(f) >= 0).all() and f.min() >= 1.0 and f.max() <= 3.33
@@ -80,13 +92,14 @@ def test_every_evaluated_candidate_is_valid_and_new(tmp_path, seed):
 def test_same_seed_same_search_other_seed_other_search(tmp_path):
     a, b = run(tmp_path, "a.jsonl", generations=6), run(tmp_path, "b.jsonl", generations=6)
     c = run(tmp_path, "c.jsonl", generations=6, seed=7)
-    assert (a.best, a.best_fitness, a.history) == (b.best, b.best_fitness, b.history)
-    assert a.history != c.history
+    assert (a.best, a.best_fitness, timeless(a.history)) == (b.best, b.best_fitness, timeless(b.history))
+    assert timeless(a.history) != timeless(c.history)
 
 
 def test_non_finite_fitness_never_wins(tmp_path):
-    def poisoned(batch):  # the better half of the space is NaN or inf: the search must route around it
-        return [v if v > 12.0 else (math.nan if c.n_hat % 2 else math.inf) for c, v in zip(batch, ramp_fitness(batch))]
+    def poisoned(batch, windows):  # the better half of the space is NaN or inf: the search must route around it
+        return [v if v > 12.0 else (math.nan if c.n_hat % 2 else math.inf)
+                for c, v in zip(batch, ramp_fitness(batch, windows))]
 
     result = run(tmp_path, fitness=poisoned, generations=8)
     assert math.isfinite(result.best_fitness) and result.best_fitness > 12.0
@@ -102,13 +115,14 @@ def test_resume_after_crash_matches_uninterrupted_run(tmp_path):
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 1 + 6
     replayed, resumed = [], Recorder()
     result = search(resumed, SEEDS, SearchConfig(**SMALL, generations=10), tmp_path / "log.jsonl", replayed.append)
-    assert (result.best, result.best_fitness, result.history) == (straight.best, straight.best_fitness, straight.history)
+    assert (result.best, result.best_fitness) == (straight.best, straight.best_fitness)
+    assert timeless(result.history) == timeless(straight.history)
     assert (result.evaluations, result.cache_hits) == (straight.evaluations, straight.cache_hits)
     assert not set(resumed.seen) & set(crashed.seen)
-    assert len(resumed.batches) == 5 and replayed == straight.history
+    assert len(resumed.batches) == 5 and timeless(replayed) == timeless(straight.history)
     # a finished log is a finished search: nothing is evaluated again
     again = Recorder()
-    assert run(tmp_path, fitness=again, generations=10).history == straight.history and not again.batches
+    assert run(tmp_path, fitness=again, generations=10).history == result.history and not again.batches
 
 
 def test_truncated_last_line_is_dropped(tmp_path):
@@ -119,7 +133,7 @@ def test_truncated_last_line_is_dropped(tmp_path):
     text = log.read_text()
     log.write_text(text[: len(text) - len(text.splitlines()[-1]) // 2])  # killed while writing generation 3
     result = run(tmp_path, generations=6)
-    assert (result.best, result.history) == (straight.best, straight.history)
+    assert (result.best, timeless(result.history)) == (straight.best, timeless(straight.history))
     assert [json.loads(line).get("generation") for line in log.read_text().splitlines()] == [None, *range(7)]
 
 
@@ -135,9 +149,9 @@ KILLED_SEARCH = """
 import sys, time
 from longrope.search import SearchConfig, search
 from tests.test_search import SEEDS, SMALL, ramp_fitness
-def slow(batch):
+def slow(batch, windows):
     time.sleep(0.05)
-    return ramp_fitness(batch)
+    return ramp_fitness(batch, windows)
 search(slow, SEEDS, SearchConfig(**SMALL, generations=40), sys.argv[1])
 """
 
@@ -157,12 +171,12 @@ def test_resume_after_sigkill(tmp_path):
     rec = Recorder()
     result = run(tmp_path, fitness=rec, generations=40)
     straight = run(tmp_path, "straight.jsonl", generations=40)
-    assert (result.best, result.history) == (straight.best, straight.history)
+    assert (result.best, timeless(result.history)) == (straight.best, timeless(straight.history))
     assert len(rec.batches) <= 41 - done + 1  # at most the generation being written when killed is redone
 
 
 def test_early_stop_on_flat_fitness(tmp_path):
-    flat = Recorder(lambda batch: [1.0] * len(batch))
+    flat = Recorder(lambda batch, windows: [1.0] * len(batch))
     result = run(tmp_path, fitness=flat, generations=40, early_stop_window=3)
     assert len(result.history) == 4 and len(flat.batches) == 4
 
@@ -187,7 +201,8 @@ def test_snap_grid_clip_monotone():
     [("floor", 0.0), ("ceiling", 0.5), ("step", 0.0), ("population", 0), ("parents", 65), ("parents", 1),
      ("mutations", -1), ("generations", -1), ("mutation_prob", 0.0), ("mutation_prob", 1.5),
      ("max_crossover_tries", 0), ("n_hat_candidates", ()), ("n_hat_candidates", (0, -4)), ("n_hat_candidates", (0, 0)),
-     ("n_hat_candidates", (0, 1.5)), ("early_stop_window", 0)],
+     ("n_hat_candidates", (0, 1.5)), ("early_stop_window", 0), ("fidelity", (0,)), ("fidelity", (2, 1)),
+     ("fidelity", (1, 1)), ("fidelity", (1.5,)), ("promote", 0.0), ("promote", -0.5), ("promote", 1.5)],
 )  # fmt: skip
 def test_config_validation_names_the_field(field, value):
     with pytest.raises(ValueError, match=f"SearchConfig.{field} "):
@@ -199,3 +214,109 @@ def test_bad_seeds_are_refused(tmp_path):
         search(ramp_fitness, [[1.0, 2.0], [1.0]], SearchConfig(ceiling=2.0), tmp_path / "log.jsonl")
     with pytest.raises(ValueError, match="seeds"):
         search(ramp_fitness, [], SearchConfig(ceiling=2.0), tmp_path / "log.jsonl")
+
+
+# Multi-fidelity: a coarse grid, so the known optimum is reachable exactly. A score on fewer windows is noisier (noise
+# fixed per candidate and window count, as fixed fitness windows give); the full-fidelity score is exact.
+COARSE = dict(ceiling=4.0, step=0.25, population=24, parents=12, mutations=8, crossovers=8, n_hat_candidates=N_HATS)
+COARSE_SEEDS = [[4.0] * 8, [4 ** (i / 7) for i in range(8)], [1.0] * 3 + [2.0, 3.0] + [4.0] * 3]
+OPTIMUM = Candidate(snap(np.interp(np.arange(8), [0, 2, 5, 7], [1.0, 1.25, 3.0, 3.5]), SearchConfig(**COARSE)), 8)
+
+
+def noisy_fitness(batch, windows):
+    exact = [sum((a - b) ** 2 for a, b in zip(c.factors, OPTIMUM.factors)) + 0.5 * (c.n_hat != 8) for c in batch]
+    if windows is None:
+        return exact
+    rngs = [np.random.default_rng([*(round(x * 100) for x in c.factors), c.n_hat, windows]) for c in batch]
+    return [v + rng.normal(0.0, 0.1 / math.sqrt(windows)) for v, rng in zip(exact, rngs)]
+
+
+def coarse(tmp_path, name="log.jsonl", fitness=noisy_fitness, **overrides):
+    return search(fitness, COARSE_SEEDS, SearchConfig(**{**COARSE, "generations": 20, **overrides}), tmp_path / name)
+
+
+@pytest.mark.parametrize("fidelity", [(1,), (1, 2)])
+def test_multi_fidelity_finds_optimum_with_fewer_full_evaluations(tmp_path, fidelity):
+    single, multi = coarse(tmp_path, "single.jsonl"), coarse(tmp_path, "multi.jsonl", fidelity=fidelity)
+    assert single.best == multi.best == OPTIMUM and single.best_fitness == multi.best_fitness == 0.0
+
+    def to_optimum(result):  # full evaluations spent when the optimum is first the best
+        return next(h["full_evaluations"] for h in result.history if h["best"] == 0.0)
+
+    full = [r.history[-1]["full_evaluations"] for r in (single, multi)]
+    assert multi.evaluations == single.evaluations == full[0] == 24 + 20 * 16  # as many candidates, fewer fully scored
+    assert full[1] == (8 + 20 * 6 if fidelity == (1,) else 3 + 20 * 2)  # ceil(n/3) per rung: 24 → 8 → 3, 16 → 6 → 2
+    assert to_optimum(multi) <= 0.5 * to_optimum(single)
+
+
+def test_full_fidelity_exactly_for_promoted_candidates(tmp_path):
+    spy = Recorder(noisy_fitness)
+    result = coarse(tmp_path, fitness=spy, generations=6, fidelity=(1, 2))
+    assert [w for w, _, _ in spy.calls] == [1, 2, None] * 7  # three rungs per generation
+    for (_, batch, values), (_, promoted, _) in zip(spy.calls, spy.calls[1:]):
+        if promoted[0] not in batch:
+            continue  # a full rung, then the next generation's first rung
+        best_first = [batch[i] for i in np.argsort(values, kind="stable")]
+        assert promoted == best_first[: math.ceil(len(batch) / 3)]
+    full = [c for w, batch, _ in spy.calls if w is None for c in batch]
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()[1:]]
+    assert full == [Candidate(tuple(e["factors"]), e["n_hat"]) for r in records for e in r["evaluated"]
+                    if e["windows"] is None]
+    last = result.history[-1]
+    assert last["full_evaluations"] == len(full) == len(set(full))
+    assert last["window_evaluations"] == sum(w * len(batch) for w, batch, _ in spy.calls if w is not None)
+    assert last["evaluations"] == len(set(spy.seen))
+    for r in records:  # full fidelity first, then by rung reached; the best is the best full score
+        windows = [math.inf if e["windows"] is None else e["windows"] for e in r["population"]]
+        assert windows == sorted(windows, reverse=True) and r["best"] == r["population"][0]["fitness"]
+        assert r["population"][0]["windows"] is None
+
+
+def test_multi_fidelity_same_seed_same_log(tmp_path):
+    coarse(tmp_path, "a.jsonl", fidelity=(1, 2), generations=6)
+    coarse(tmp_path, "b.jsonl", fidelity=(1, 2), generations=6)
+
+    def read(name):
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                for line in (tmp_path / name).read_text().splitlines()]
+
+    assert read("a.jsonl") == read("b.jsonl")
+
+
+@pytest.mark.parametrize("crash_at", [2 * 6, 2 * 6 + 1])  # generation 6 at its first (1 window) or its full rung
+def test_multi_fidelity_resume_after_crash(tmp_path, crash_at):
+    straight = Recorder(noisy_fitness)
+    expected = coarse(tmp_path, "straight.jsonl", fitness=straight, fidelity=(1,), generations=10)
+    with pytest.raises(RuntimeError, match="evaluator died"):
+        coarse(tmp_path, fitness=Recorder(noisy_fitness, crash_at=crash_at), fidelity=(1,), generations=10)
+    resumed = Recorder(noisy_fitness)
+    result = coarse(tmp_path, fitness=resumed, fidelity=(1,), generations=10)
+    assert (result.best, result.best_fitness) == (expected.best, expected.best_fitness)
+    assert timeless(result.history) == timeless(expected.history)
+    assert resumed.calls == straight.calls[2 * 6:]  # generation 6 on, redone exactly
+    assert all(a["seconds"] <= b["seconds"] for a, b in zip(result.history, result.history[1:]))  # summed over runs
+
+
+def test_log_of_the_previous_format_is_refused(tmp_path):
+    run(tmp_path, generations=1)
+    log = tmp_path / "log.jsonl"
+    old = [json.loads(line) for line in log.read_text().splitlines()]
+    for key in ("fidelity", "promote"):
+        del old[0]["config"][key]
+    for rec in old[1:]:
+        for key in ("full_evaluations", "window_evaluations", "seconds"):
+            del rec[key]
+        for e in rec["population"] + rec["evaluated"]:
+            del e["windows"]
+    log.write_text("".join(json.dumps(line) + "\n" for line in old))
+    with pytest.raises(ValueError, match="delete it"):
+        run(tmp_path, generations=1)
+
+
+def test_config_from_settings_fidelity_is_optional():
+    settings = dict(ceiling="paper", population=8, mutations=2, crossovers=2, parents=4, generations=3,
+                    mutation_prob=0.3, n_hat=[0, 4], early_stop_window=None, seed=1)
+    assert config_from_settings(settings, 4.0) == SearchConfig(
+        ceiling=5.0, population=8, mutations=2, crossovers=2, parents=4, generations=3, n_hat_candidates=(0, 4), seed=1)
+    cfg = config_from_settings({**settings, "fidelity": [1, 2], "promote": 0.5}, 4.0)
+    assert (cfg.fidelity, cfg.promote) == ((1, 2), 0.5)
