@@ -99,7 +99,9 @@ def memory(a: Architecture, job: Job) -> dict[str, float]:
         if not job.offload_optimizer:
             parts["gradients"] = a.parameters * b / gradient_share
             parts["optimizer"] = a.parameters * (12 if b == 2 else 8) / optimizer_share
-        saved_per_layer = (6 * h + 2 * qkv + (a.heads + a.kv_heads) * d + (0 if job.tile_mlp else 4 * i)) * b
+        # counted with autograd's saved-tensor hooks on the tiny model: the two norms' inputs and outputs, attention's
+        # rotated q, k, v and its output, and (untiled) the MLP's gate, up, activation and product
+        saved_per_layer = (6 * h + qkv + (0 if job.tile_mlp else 4 * i)) * b
         per_layer = h * b if job.checkpointing else saved_per_layer
         parts["activations"] = shard * (a.layers * per_layer + (saved_per_layer if job.checkpointing else 0))
         parts["logits"] += chunk_logits * 4  # the recomputed chunk's gradient

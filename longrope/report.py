@@ -297,13 +297,15 @@ def plot_passkey(passkey: pd.DataFrame, original_length: int, path: str, dpi: in
 
 
 def plot_factors(runs: dict[str, list[float]], references: dict[str, dict[str, list[float]]], path: str,
-                 dpi: int = 120) -> None:
-    """λ against frequency-pair index for every search run (log y), with PI, NTK and YaRN at the same scale."""
+                 critical_dimension: int, dpi: int = 120) -> None:
+    """λ against frequency-pair index for every search run (log y), with PI, NTK and YaRN at the same scale and
+    LongRoPE2's critical dimension (its pair d_tcd / 2) marked."""
     fig, axes = plt.subplots(1, len(runs), figsize=(4 * len(runs), 3.4), squeeze=False, sharey=True)
     for ax, (run, factors) in zip(axes[0], runs.items()):
         for method, values in references[run].items():
             ax.plot(values, ls="--", lw=1, label=method)
         ax.plot(factors, marker="o", ms=3, c="k", label="searched λ")
+        ax.axvline(critical_dimension / 2, c="grey", lw=1, ls=":", label=f"critical dim {critical_dimension}")
         ax.set(yscale="log", xlabel="frequency pair i (high → low frequency)", title=run)
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("rescale factor λ_i")

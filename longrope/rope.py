@@ -33,6 +33,12 @@ def yarn_range(head_dim: int, base: float, original_length: int, beta_fast: floa
     return max(math.floor(pair_with(beta_fast)), 0), min(math.ceil(pair_with(beta_slow)), head_dim - 1)
 
 
+def critical_dimension(head_dim: int, base: float, original_length: int) -> int:
+    """LongRoPE2's theoretical critical dimension d_tcd = 2⌈(d/2)·log_θ(L0 / 2π)⌉ (Shang et al., 2025): rotary dims
+    from d_tcd up (pairs from d_tcd / 2 up) turn less than once over L0, so pretraining never saw their full period."""
+    return 2 * math.ceil(head_dim / 2 * math.log(original_length / (2 * math.pi)) / math.log(base))
+
+
 def yarn_ramp(
     head_dim: int, base: float, original_length: int, beta_fast: float = 32.0, beta_slow: float = 1.0
 ) -> torch.Tensor:

@@ -6,7 +6,7 @@ import pandas as pd
 
 from longrope.model import rope_geometry
 from longrope.report import plot_factors, plot_passkey, plot_perplexity
-from longrope.rope import RopeScaling, equivalent_factors
+from longrope.rope import RopeScaling, critical_dimension, equivalent_factors
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
@@ -27,4 +27,4 @@ else:  # plot_factors: the searched set of each stage (the short set for a recov
         runs[name] = list(scaling.short_factors or scaling.factors)
         references[name] = {m: equivalent_factors(RopeScaling(m, found["original_length"], found["target_length"]),
                                                   head_dim, base).tolist() for m in ("pi", "ntk", "yarn")}
-    plot_factors(runs, references, out, **p.style)
+    plot_factors(runs, references, out, critical_dimension(head_dim, base, found["original_length"]), **p.style)

@@ -12,7 +12,7 @@ from longrope.data import load_tokens, sample_windows
 from longrope.fitness import FitnessPool, FitnessSpec
 from longrope.model import compute_dtype, rope_geometry
 from longrope.report import plot_convergence
-from longrope.rope import RopeScaling, equivalent_factors, load_factors
+from longrope.rope import RopeScaling, critical_dimension, equivalent_factors, load_factors
 from longrope.search import config_from_settings, search
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "a", buffering=1)
@@ -69,6 +69,7 @@ Path(snakemake.output.json).write_text(json.dumps({
     "original_length": L0, "target_length": target, "scale": p.scale, "fitness_ppl": result.best_fitness,
     "fitness_samples": p.search["samples"], "evaluations": result.evaluations, "cache_hits": result.cache_hits,
     "search": {**p.search, "ceiling_value": cfg.ceiling}, "model": str(snakemake.input.model),
+    "critical_dimension": critical_dimension(head_dim, base, L0),
 }, indent=2))
 shutil.copy(Path(p.work_dir) / "search_log.jsonl", snakemake.output.log)
 plot_convergence(result.history, snakemake.output.plot, title=f"search_{p.stage} (s = {p.scale:g})")

@@ -9,7 +9,7 @@ from transformers import LlamaConfig, Phi3Config
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
-from longrope.rope import METHODS, RopeScaling, equivalent_factors, yarn_ramp, yarn_range
+from longrope.rope import METHODS, RopeScaling, critical_dimension, equivalent_factors, yarn_ramp, yarn_range
 
 # Phi-3-mini-128k-instruct, longrope-method.md §8.1: v2 = June 2024 "longrope" config, v1 = April 2024 "su" config
 PHI3_LONG_V2 = [
@@ -362,3 +362,15 @@ def test_equivalent_factors():
     ntk = equivalent_factors(RopeScaling("ntk", 4096, 16384), 128, 1e4)
     assert ntk[0].item() == pytest.approx(1.0) and ntk[-1].item() == pytest.approx(4.0, rel=1e-5)
     assert bool((ntk.diff() > 0).all())
+
+
+@pytest.mark.parametrize("head_dim, base, original_length, expected", [
+    (128, 500_000.0, 8192, 70),  # LLaMA3-8B, LongRoPE2's example
+    (64, 500.0, 128, 32),        # the embedded default's tiny model
+    (64, 100_000.0, 8192, 40),   # SmolLM2-135M
+])
+def test_critical_dimension_is_the_first_pair_that_never_turns_within_L0(head_dim, base, original_length, expected):
+    d_tcd = critical_dimension(head_dim, base, original_length)
+    assert d_tcd == expected
+    period = 2 * math.pi * base ** (torch.arange(0, head_dim, 2) / head_dim)  # positions per turn of each pair
+    assert period[d_tcd // 2] >= original_length > period[d_tcd // 2 - 1]
