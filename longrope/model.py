@@ -60,6 +60,11 @@ def tiny_llama(vocab_size: int, hidden_size: int, num_layers: int, num_heads: in
     return LlamaForCausalLM(config)
 
 
+# The embedded default's base model (config/config.yaml: 4 layers, hidden 256, 4 heads of 64, MLP 672, bytes), for
+# benchmarks that need its shape, not its training.
+TINY_LLAMA = dict(vocab_size=258, hidden_size=256, num_layers=4, num_heads=4, intermediate_size=672,
+                  rope_theta=500.0, original_length=128, seed=0)
+
 SCALING_FILE = "longrope_scaling.json"
 
 
