@@ -1,4 +1,5 @@
-"""longrope.fitness: fitness spread over several model replicas gives exactly the one-replica search."""
+"""longrope.fitness: fitness spread over several model replicas gives exactly the one-replica search; batched
+candidates, the first windows and scored masks score as their definitions one by one."""
 import time
 
 import numpy as np
