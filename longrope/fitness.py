@@ -78,12 +78,12 @@ class Replica:
         scored tokens), as evaluate.perplexity — on the first `windows` windows of each length (all when None); the
         geometric mean over lengths when there are several (recovery)."""
         ppl = np.zeros((len(self.windows), len(scalings)))
-        for i, (rows, masks) in enumerate(zip(self.windows, self.scored)):
-            rows = rows[:windows]
-            masks = [None] * len(rows) if masks is None else masks[:windows]
-            unit_nll = np.zeros((len(scalings), len(rows)))
-            for k, (row, mask) in enumerate(zip(rows, masks)):
-                ids = torch.as_tensor(row, device=self.device)
+        for i, (kept, masks) in enumerate(zip(self.windows, self.scored)):
+            kept = kept[:windows]
+            masks = [None] * len(kept) if masks is None else masks[:windows]
+            unit_nll = np.zeros((len(scalings), len(kept)))
+            for k, (window, mask) in enumerate(zip(kept, masks)):
+                ids = torch.as_tensor(window, device=self.device)
                 for first in range(0, len(scalings), self.batch):
                     chunk = tuple(scalings[first : first + self.batch])
                     self.rotary.scaling = chunk  # row b of the forward under scaling b
