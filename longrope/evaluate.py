@@ -36,13 +36,37 @@ class Perplexity:
         return perplexity_interval(self.unit_nll)
 
 
+def check_scored(windows: np.ndarray, scored: np.ndarray | None) -> None:
+    """A mask marks tokens of `windows` (same shape); every window must score at least one token after its first."""
+    if scored is None:
+        return
+    if scored.shape != windows.shape or scored.dtype != bool:
+        raise ValueError(f"scored must be a bool array of the windows' shape {windows.shape}, "
+                         f"got {scored.dtype} {scored.shape}")
+    if not scored[:, 1:].any(axis=1).all():
+        raise ValueError("every window needs a scored token after its first (the first is never predicted)")
+
+
+def window_nll(nll: torch.Tensor, scored: np.ndarray | None) -> torch.Tensor:
+    """Each row's mean of `nll` (B, T-1) from next_token_nll, whose entry t is the NLL of token t + 1, over the
+    tokens `scored` (T,) marks; over all when None."""
+    if scored is None:
+        return nll.mean(dim=1)
+    return nll[:, torch.as_tensor(scored[1:], device=nll.device)].mean(dim=1)
+
+
 @torch.no_grad()
-def perplexity(model, windows: np.ndarray) -> Perplexity:
-    """One forward per window, as the official evaluator. A window whose NLL is not finite makes the perplexity
-    infinite rather than an error: a diverging scaling is a result, not a crash."""
+def perplexity(model, windows: np.ndarray, scored: np.ndarray | None = None) -> Perplexity:
+    """One forward per window, as the official evaluator; with `scored` (bool, the windows' shape) a window's NLL is
+    the mean over the tokens it marks only (needle-driven fitness). A window whose NLL is not finite makes the
+    perplexity infinite rather than an error: a diverging scaling is a result, not a crash."""
+    check_scored(windows, scored)
     device = next(model.parameters()).device
-    per_window = [next_token_nll(model, torch.as_tensor(w, device=device)[None]).mean().item() for w in windows]
-    return Perplexity(np.asarray(per_window), len(windows) * (windows.shape[1] - 1))
+    masks = [None] * len(windows) if scored is None else scored
+    per_window = [window_nll(next_token_nll(model, torch.as_tensor(w, device=device)[None]), m).item()
+                  for w, m in zip(windows, masks)]
+    tokens = len(windows) * (windows.shape[1] - 1) if scored is None else int(scored[:, 1:].sum())
+    return Perplexity(np.asarray(per_window), tokens)
 
 
 @torch.no_grad()

@@ -1,11 +1,16 @@
-"""Search fitness: the perplexity of a model under candidate RoPE scalings on fixed windows, on one model replica or
-spread over several.
+"""Search fitness: the perplexity of a model under candidate RoPE scalings on fixed windows — over every token, or
+over the tokens a mask marks (needle-driven fitness, data.needle_windows) — on one model replica or spread over
+several.
 
 Several replicas are worker processes (`python -m longrope.fitness`), as the official search runs one evaluator
 process per device group; each generation's candidates are split over them. With `sequence` N > 1 a replica spans
-N processes: it leads N - 1 followers that each hold a shard of every window (longrope.sequence_parallel). A candidate's fitness does not depend
-on the worker that scores it: every replica loads the same weights in the same dtype, scores the same windows with
-the same number of threads, and a forward pass has no state that carries over from one candidate to the next.
+N processes: it leads N - 1 followers that each hold a shard of every window (longrope.sequence_parallel). With
+`batch` B > 1 a replica scores up to B candidates in one forward: B copies of a window, row b under candidate b's
+scaling (ScaledRotaryEmbedding with one scaling per row; the leader hands the followers the same rows). Rows never
+mix, so the scores are the one-by-one scores up to the rounding of kernels that block by batch size (identical in
+our CPU runs; the tests allow 1e-5). A candidate's fitness does not depend on the worker that scores it: every
+replica loads the same weights in the same dtype, scores the same windows with the same number of threads and
+batch, and a forward pass has no state that carries over from one candidate to the next.
 Workers are separate interpreters rather than multiprocessing children because a Snakemake `script:` is the main
 module, and multiprocessing's spawn would run it again in every child.
 """
@@ -22,10 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .evaluate import perplexity
-from .model import apply_rope_scaling, load_model
+from .evaluate import check_scored, window_nll
+from .model import apply_rope_scaling, load_model, next_token_nll
 from .rope import RopeScaling
 from .sequence_parallel import spread
+from .stats import exp_nll
 
 
 @dataclass(frozen=True)
@@ -35,13 +41,26 @@ class FitnessSpec:
     probe: RopeScaling              # a scaling the replica is patched with and verified on, once
     windows: tuple[np.ndarray, ...]  # one (K, length) array per fitness length
     dtype: torch.dtype = torch.float32
+    # Per windows array, the tokens whose NLL counts (bool, its shape; data.needle_windows) or None for all;
+    # None here: all tokens everywhere.
+    scored: tuple[np.ndarray | None, ...] | None = None
+
+    def __post_init__(self):
+        if self.scored is not None:
+            if len(self.scored) != len(self.windows):
+                raise ValueError(f"scored has {len(self.scored)} entries for {len(self.windows)} windows arrays")
+            for windows, scored in zip(self.windows, self.scored):
+                check_scored(windows, scored)
 
 
 class Replica:
     """One copy of the model whose rotary module is swapped per candidate (the patch is verified once, on load),
-    on GPUs index·sequence … index·sequence + sequence - 1 when there are GPUs."""
+    on GPUs index·sequence … index·sequence + sequence - 1 when there are GPUs; it scores `batch` candidates a
+    forward."""
 
-    def __init__(self, spec: FitnessSpec, index: int, threads: int, sequence: int = 1):
+    def __init__(self, spec: FitnessSpec, index: int, threads: int, sequence: int = 1, batch: int = 1):
+        if batch < 1:
+            raise ValueError(f"fitness batch must be at least 1, got {batch}")
         torch.set_num_threads(threads)
         gpu = f"cuda:{index * sequence % max(1, torch.cuda.device_count())}"
         self.model = load_model(spec.model, attention=spec.attention, dtype=spec.dtype)
@@ -49,12 +68,29 @@ class Replica:
         self.rotary = apply_rope_scaling(self.model, spec.probe).model.rotary_emb
         if sequence > 1:
             spread(self.model, spec.model, sequence, threads)
-        self.windows = spec.windows
+        self.windows, self.batch = spec.windows, batch
+        self.scored = spec.scored or (None,) * len(spec.windows)
+        self.device = next(self.model.parameters()).device
 
-    def __call__(self, scaling: RopeScaling) -> float:
-        """Perplexity at the fitness length; the geometric mean over lengths when there are several (recovery)."""
-        self.rotary.scaling = scaling
-        return math.exp(np.mean([math.log(perplexity(self.model, w).ppl) for w in self.windows]))
+    @torch.no_grad()
+    def __call__(self, scalings: list[RopeScaling], windows: int | None = None) -> list[float]:
+        """Each scaling's perplexity at the fitness length — exp(mean over windows of each window's mean NLL over its
+        scored tokens), as evaluate.perplexity — on the first `windows` windows of each length (all when None); the
+        geometric mean over lengths when there are several (recovery)."""
+        ppl = np.zeros((len(self.windows), len(scalings)))
+        for i, (kept, masks) in enumerate(zip(self.windows, self.scored)):
+            kept = kept[:windows]
+            masks = [None] * len(kept) if masks is None else masks[:windows]
+            unit_nll = np.zeros((len(scalings), len(kept)))
+            for k, (window, mask) in enumerate(zip(kept, masks)):
+                ids = torch.as_tensor(window, device=self.device)
+                for first in range(0, len(scalings), self.batch):
+                    chunk = tuple(scalings[first : first + self.batch])
+                    self.rotary.scaling = chunk  # row b of the forward under scaling b
+                    nll = next_token_nll(self.model, ids.repeat(len(chunk), 1))
+                    unit_nll[first : first + len(chunk), k] = window_nll(nll, mask).cpu().numpy()
+            ppl[i] = [exp_nll(float(nll)) for nll in unit_nll.mean(axis=1)]
+        return [math.exp(np.mean(np.log(p))) for p in ppl.T]
 
     def close(self) -> None:
         split = getattr(self.model, "sequence_parallel", None)
@@ -64,7 +100,7 @@ class Replica:
 
 class FitnessPool:
     """Scores lists of scalings on `workers` replicas of `sequence` processes each, with threads // (workers ·
-    sequence) threads a process (at least one).
+    sequence) threads a process (at least one), `batch` candidates a forward.
 
     One worker scores in this process; several are subprocesses, worker i taking candidates i, i + workers, … of
     every list. A worker that fails raises here with its traceback. Against one worker with `threads` threads, a CPU
@@ -72,11 +108,12 @@ class FitnessPool:
     searches identical.
     """
 
-    def __init__(self, spec: FitnessSpec, workers: int = 1, threads: int = 1, sequence: int = 1):
+    def __init__(self, spec: FitnessSpec, workers: int = 1, threads: int = 1, sequence: int = 1, batch: int = 1):
         per_process = max(1, threads // (workers * sequence))
-        self._local = Replica(spec, 0, per_process, sequence) if workers == 1 else None
+        self._local = Replica(spec, 0, per_process, sequence, batch) if workers == 1 else None
         self._workers = [] if workers == 1 else [
-            subprocess.Popen([sys.executable, "-m", "longrope.fitness", str(i), str(per_process), str(sequence)],
+            subprocess.Popen([sys.executable, "-m", "longrope.fitness", str(i), str(per_process), str(sequence),
+                              str(batch)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=_file_or_none(sys.stderr))
             for i in range(workers)
         ]
@@ -89,12 +126,13 @@ class FitnessPool:
             self.close()
             raise
 
-    def __call__(self, scalings: list[RopeScaling]) -> list[float]:
+    def __call__(self, scalings: list[RopeScaling], windows: int | None = None) -> list[float]:
+        """Replica.__call__ over the workers: the first `windows` windows of each length (all when None)."""
         if self._local is not None:
-            return [self._local(s) for s in scalings]
+            return self._local(scalings, windows)
         n = len(self._workers)
         for i, worker in enumerate(self._workers):
-            self._send(worker, scalings[i::n])
+            self._send(worker, (scalings[i::n], windows))
         scores = [self._receive(i, worker) for i, worker in enumerate(self._workers)]
         return [scores[j % n][j // n] for j in range(len(scalings))]
 
@@ -138,8 +176,8 @@ def _file_or_none(stream):
         return None
 
 
-def _serve(index: int, threads: int, sequence: int) -> None:
-    """Worker loop: a FitnessSpec, then lists of scalings on stdin; ('ok' | 'error', payload) on stdout."""
+def _serve(index: int, threads: int, sequence: int, batch: int) -> None:
+    """Worker loop: a FitnessSpec, then (scalings, windows) on stdin; ('ok' | 'error', payload) on stdout."""
     results = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything printed while loading or scoring goes to stderr, never into the result stream
     tasks = sys.stdin.buffer
@@ -149,18 +187,18 @@ def _serve(index: int, threads: int, sequence: int) -> None:
         results.flush()
 
     try:
-        replica = Replica(pickle.load(tasks), index, threads, sequence)
+        replica = Replica(pickle.load(tasks), index, threads, sequence, batch)
         reply("ok", None)
         while True:
             try:
-                scalings = pickle.load(tasks)
+                scalings, windows = pickle.load(tasks)
             except EOFError:
                 replica.close()
                 return
-            reply("ok", [replica(s) for s in scalings])
+            reply("ok", replica(scalings, windows))
     except Exception:
         reply("error", traceback.format_exc())
 
 
 if __name__ == "__main__":
-    _serve(*map(int, sys.argv[1:4]))
+    _serve(*map(int, sys.argv[1:5]))

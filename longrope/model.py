@@ -61,6 +61,11 @@ def tiny_llama(vocab_size: int, hidden_size: int, num_layers: int, num_heads: in
     return LlamaForCausalLM(config)
 
 
+# The embedded default's base model (config/config.yaml: 4 layers, hidden 256, 4 heads of 64, MLP 672, bytes), for
+# benchmarks that need its shape, not its training.
+TINY_LLAMA = dict(vocab_size=258, hidden_size=256, num_layers=4, num_heads=4, intermediate_size=672,
+                  rope_theta=500.0, original_length=128, seed=0)
+
 SCALING_FILE = "longrope_scaling.json"
 
 
@@ -134,9 +139,13 @@ def rope_geometry(config) -> tuple[int, float]:
 
 
 class ScaledRotaryEmbedding(nn.Module):
-    """Drop-in for `model.model.rotary_emb`: returns (cos, sin) of a `RopeScaling`, counts its calls."""
+    """Drop-in for `model.model.rotary_emb`: returns (cos, sin) of a `RopeScaling`, counts its calls.
 
-    def __init__(self, scaling: RopeScaling, head_dim: int, base: float):
+    `scaling` may also be a tuple of scalings, one per batch row: row b's cos and sin, (B, T, head_dim), then come
+    from scaling b, so one forward scores several candidate scalings (the attention broadcasts cos and sin over
+    heads, never over rows)."""
+
+    def __init__(self, scaling: RopeScaling | tuple[RopeScaling, ...], head_dim: int, base: float):
         super().__init__()
         self.scaling, self.head_dim, self.base = scaling, head_dim, base
         self.calls = 0
@@ -146,7 +155,13 @@ class ScaledRotaryEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor, position_ids: torch.Tensor):
         self.calls += 1
-        cos, sin = self.scaling.cos_sin(position_ids.to(x.device), self.head_dim, self.base, self.sequence_length)
+        position_ids = position_ids.to(x.device)
+        if isinstance(self.scaling, RopeScaling):
+            cos, sin = self.scaling.cos_sin(position_ids, self.head_dim, self.base, self.sequence_length)
+        else:  # transformers passes one row of positions for the whole batch
+            rows = position_ids.expand(len(self.scaling), -1)
+            cos, sin = (torch.stack(t) for t in zip(*(
+                s.cos_sin(p, self.head_dim, self.base, self.sequence_length) for s, p in zip(self.scaling, rows))))
         return cos.to(x.dtype), sin.to(x.dtype)
 
 

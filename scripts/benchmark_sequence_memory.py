@@ -24,14 +24,10 @@ from pathlib import Path
 import torch
 
 from longrope.memory import Architecture, Job, memory
-from longrope.model import apply_rope_scaling, load_model, next_token_nll, tiny_llama
+from longrope.model import TINY_LLAMA, apply_rope_scaling, load_model, next_token_nll, tiny_llama
 from longrope.rope import RopeScaling
 from longrope.sequence_parallel import spread, split_sequences
 from longrope.tiling import tile_mlp
-
-# The embedded default's base model (config/config.yaml): 4 layers, hidden 256, 4 heads of 64, MLP 672, bytes.
-TINY = dict(vocab_size=258, hidden_size=256, num_layers=4, num_heads=4, intermediate_size=672, rope_theta=500.0,
-            original_length=128, seed=0)
 
 
 def peak_rss(pid: int | str = "self") -> int:
@@ -116,7 +112,7 @@ def main():
             print(json.dumps(growth), flush=True)
         return
     with tempfile.TemporaryDirectory() as folder:
-        tiny_llama(**TINY).save_pretrained(folder)
+        tiny_llama(**TINY_LLAMA).save_pretrained(folder)
         architecture = Architecture.from_config(json.loads(Path(folder, "config.json").read_text()))
         print("| mode | MLP tile | tokens | N | measured growth of peak RSS per rank, MB | predicted, MB "
               "| measured / predicted | N / N=1 (largest rank) |")

@@ -1,9 +1,11 @@
+import re
+
 import numpy as np
 import pytest
 
-from longrope.data import (Tokenizer, byte_tokenizer, encode_documents, list_books, load_tokenizer, passkey_prompt,
-                           passkey_training_example, read_book, book_path, sample_windows, samples_for_length,
-                           split_heldout, train_tokenizer, window_starts)
+from longrope.data import (Tokenizer, byte_tokenizer, encode_documents, list_books, load_tokenizer, needle_windows,
+                           passkey_prompt, passkey_training_example, read_book, book_path, sample_windows,
+                           samples_for_length, split_heldout, train_tokenizer, window_starts)
 from conftest import ROOT
 
 CORPUS = ROOT / "data" / "corpus"
@@ -187,3 +189,66 @@ def test_passkey_training_example_ends_with_its_answer():
     text = tok.decode(ids)
     key = text.split("The pass key is ")[1].split(".")[0]
     assert text.rstrip("\ufffd").endswith(f"The pass key is {key}.")
+
+
+STATEMENT = re.compile(r"\nThe secret number of ([A-Z][a-z]{5}) is (\d{5})\.\n")
+
+
+def test_needle_windows_are_built_from_the_fitness_half_only():
+    """A held-out array whose fitness half holds ids 128-191 and evaluation half 192-255, neither an ASCII byte
+    as every statement token is: each window is one contiguous run of the fitness half, at sample_windows' start,
+    with the statements planted in it, and no id of the evaluation half."""
+    tok = byte_tokenizer()
+    rng = np.random.default_rng(0)
+    fitness, evaluation = split_heldout(np.concatenate([rng.integers(128, 192, 6000), rng.integers(192, 256, 6000)]),
+                                        0.5)
+    needles = needle_windows(fitness, tok, 1024, 4, seed=[7, 1024], original_length=128)
+    assert needles.ids.shape == needles.scored.shape == (4, 1024) and needles.ids.dtype == np.int64
+    for ids, start in zip(needles.ids, window_starts(len(fitness), 1024, 4, [7, 1024])):
+        hay = ids[ids >= 128]
+        assert hay.max() < 192 and np.array_equal(hay, fitness[start : start + len(hay)])
+        statements = STATEMENT.findall(tok.decode(ids[ids < 128]))
+        assert len(statements) == 8 and sorted(statements[:4]) == sorted(statements[4:])  # planted, then recalled
+        assert len(hay) == 1024 - len(tok.decode(ids[ids < 128]))
+    again = needle_windows(fitness, tok, 1024, 4, seed=[7, 1024], original_length=128)
+    other = needle_windows(fitness, tok, 1024, 4, seed=[8, 1024], original_length=128)
+    assert np.array_equal(again.ids, needles.ids) and np.array_equal(again.scored, needles.scored)
+    assert not np.array_equal(other.ids, needles.ids)
+
+
+@pytest.mark.parametrize("length, far", [(1024, True), (300, False)])
+def test_needles_lie_far_before_their_recalled_digits_the_only_scored_tokens(length, far):
+    """Byte tokens: text offsets are token positions. The recalled digit at position b is predicted from b - 1."""
+    tok = byte_tokenizer()
+    text = read_book(book_path(CORPUS, "shakespeare/sonnets")).encode()[:20000]
+    needles = needle_windows(np.frombuffer(text, np.uint8), tok, length, 3, seed=1, original_length=128, needles=3)
+    for ids, scored in zip(needles.ids, needles.scored):
+        found = list(STATEMENT.finditer("".join(chr(t) if t < 128 else "#" for t in ids)))  # a character a token
+        planted, recalled = found[:3], found[3:]
+        assert recalled[-1].end() == length  # the recall block ends the window
+        assert sorted(m.groups() for m in planted) == sorted(m.groups() for m in recalled)
+        assert np.flatnonzero(scored).tolist() == [b for m in recalled for b in range(*m.span(2))]
+        hay = length - 2 * sum(len(m.group()) for m in planted)
+        before = [m.start() - sum(len(p.group()) for p in planted[:j]) for j, m in enumerate(planted)]  # hay tokens
+        if far:
+            assert hay - before[-1] >= 128  # haystack tokens between the last statement and the recall block
+            digit = {m.group(1): m.start(2) for m in planted}
+            assert all(m.start(2) - 1 - digit[m.group(1)] > 128 for m in recalled)
+        else:  # too short for that: the first half of the haystack
+            assert hay < 128 and max(before) <= hay // 2
+
+
+def test_needle_digits_are_scored_under_a_bpe_tokenizer():
+    sample = read_book(book_path(CORPUS, "shakespeare/sonnets"))
+    tok = train_tokenizer("bpe", [sample[:20000]], vocab_size=400)
+    needles = needle_windows(np.asarray(tok.encode(sample[20000:60000])), tok, 512, 2, seed=3, original_length=64)
+    for ids, scored in zip(needles.ids, needles.scored):
+        recalled = STATEMENT.findall(tok.decode(ids))[4:]
+        assert "".join(c for c in tok.decode(ids[scored]) if c.isdigit()) == "".join(v for _, v in recalled)
+        assert all(any(c.isdigit() for c in tok.decode([t])) for t in ids[scored])
+        assert tok.decode(ids[: np.flatnonzero(scored)[0]]).count("The secret number of") == 4 + 1  # in the recall
+
+
+def test_needles_that_do_not_fit_are_refused():
+    with pytest.raises(ValueError, match="need 3.. tokens, more than the window's 256"):
+        needle_windows(np.zeros(1000, np.uint16), byte_tokenizer(), 256, 1, seed=0, original_length=128)

@@ -1,4 +1,5 @@
-"""longrope.fitness: fitness spread over several model replicas gives exactly the one-replica search."""
+"""longrope.fitness: fitness spread over several model replicas gives exactly the one-replica search; batched
+candidates, the first windows and scored masks score as their definitions one by one."""
 import time
 
 import numpy as np
@@ -55,3 +56,57 @@ def test_a_failing_worker_raises_with_its_error(spec):
     bad = FitnessSpec(spec.model, spec.attention, RopeScaling("longrope", 32, 64, factors=(1.0, 2.0)), spec.windows)
     with pytest.raises(RuntimeError, match="fitness worker 0 failed:(.|\n)*expected 8 factors"):
         FitnessPool(bad, workers=2)
+
+
+@pytest.fixture
+def two_length_spec(tmp_path, tiny_model):
+    """Two fitness lengths (a recovery search), and masks that score a part of each window."""
+    tiny_model.save_pretrained(tmp_path / "model")
+    rng = np.random.default_rng(1)
+    windows = (rng.integers(0, 256, (3, 64)), rng.integers(0, 256, (2, 40)))
+    scored = (rng.random((3, 64)) < 0.3, None)
+    return FitnessSpec(str(tmp_path / "model"), "sdpa", RopeScaling("pi", 32, 64), windows, scored=scored)
+
+
+def five_candidates():
+    return [RopeScaling("longrope", 32, 64, factors=tuple(np.linspace(1, s, 8)), n_hat=n)
+            for s, n in [(1.5, 0), (2.0, 4), (3.0, 0), (2.5, 8), (1.2, 2)]]
+
+
+def one_by_one(spec, scalings, windows=None):
+    """The definition: evaluate.perplexity of each scaling on each length, geometric mean over lengths."""
+    from longrope.evaluate import perplexity
+    from longrope.model import apply_rope_scaling, load_model
+
+    model = load_model(spec.model, attention=spec.attention)
+    scored = spec.scored or (None,) * len(spec.windows)
+    return [np.exp(np.mean([np.log(perplexity(apply_rope_scaling(model, s, verify=False), w[:windows],
+                                              None if m is None else m[:windows]).ppl)
+                            for w, m in zip(spec.windows, scored)])) for s in scalings]
+
+
+@pytest.mark.parametrize("batch", [2, 4])  # neither divides the 5 candidates
+def test_batched_candidates_score_as_one_by_one(two_length_spec, batch):
+    expected = one_by_one(two_length_spec, five_candidates())
+    with FitnessPool(two_length_spec, batch=batch) as pool:
+        np.testing.assert_allclose(pool(five_candidates()), expected, rtol=1e-5)
+    assert len(set(np.round(expected, 6))) == 5
+
+
+def test_the_first_windows_score_as_a_spec_of_those_windows(two_length_spec):
+    first = FitnessSpec(two_length_spec.model, "sdpa", two_length_spec.probe,
+                        tuple(w[:1] for w in two_length_spec.windows), scored=(two_length_spec.scored[0][:1], None))
+    with FitnessPool(first) as pool:
+        expected = pool(five_candidates())
+    with FitnessPool(two_length_spec, workers=2, threads=2, batch=2) as pool:  # `windows` reaches the workers
+        np.testing.assert_allclose(pool(five_candidates(), windows=1), expected, rtol=1e-5)
+        np.testing.assert_allclose(pool(five_candidates()), one_by_one(two_length_spec, five_candidates()), rtol=1e-5)
+    assert not np.allclose(expected, one_by_one(two_length_spec, five_candidates()))
+
+
+def test_a_spec_checks_its_masks(two_length_spec):
+    with pytest.raises(ValueError, match="scored has 1 entries for 2 windows arrays"):
+        FitnessSpec(two_length_spec.model, "sdpa", two_length_spec.probe, two_length_spec.windows, scored=(None,))
+    with pytest.raises(ValueError, match="bool array"):
+        FitnessSpec(two_length_spec.model, "sdpa", two_length_spec.probe, two_length_spec.windows,
+                    scored=(None, np.ones((2, 39), dtype=bool)))

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -124,6 +125,48 @@ def test_perplexity_of_uniform_model_is_vocab_size(tiny_model):
     result = perplexity(tiny_model, windows)
     assert result.ppl == pytest.approx(258, rel=1e-5)
     assert (result.n_samples, result.tokens) == (3, 3 * 49)
+
+
+def test_masked_perplexity_is_the_mean_nll_of_the_scored_tokens(tiny_model):
+    windows = torch.randint(0, 258, (3, 20), generator=torch.Generator().manual_seed(2)).numpy()
+    scored = np.zeros(windows.shape, dtype=bool)
+    scored[0, [1, 5, 19]] = scored[1, 10:] = scored[2, [0, 7]] = True  # token 0 is never predicted: not counted
+    with torch.no_grad():
+        logits = tiny_model(input_ids=torch.as_tensor(windows), use_cache=False).logits
+    nll = -logits.log_softmax(-1)[:, :-1].gather(2, torch.as_tensor(windows)[:, 1:, None])[..., 0]  # of token t + 1
+    by_hand = [nll[0, [0, 4, 18]].mean(), nll[1, 9:].mean(), nll[2, 6]]
+    result = perplexity(tiny_model, windows, scored)
+    np.testing.assert_allclose(result.unit_nll, torch.stack(by_hand).numpy(), rtol=1e-5)
+    assert result.tokens == 3 + 10 + 1
+    everything = perplexity(tiny_model, windows, np.ones(windows.shape, dtype=bool))
+    plain = perplexity(tiny_model, windows)
+    np.testing.assert_allclose(everything.unit_nll, plain.unit_nll, rtol=1e-6)
+    assert everything.tokens == plain.tokens and everything.ppl == pytest.approx(plain.ppl, rel=1e-6)
+    scored[2] = False
+    scored[2, 0] = True
+    with pytest.raises(ValueError, match="needs a scored token after its first"):
+        perplexity(tiny_model, windows, scored)
+    with pytest.raises(ValueError, match="bool array of the windows' shape"):
+        perplexity(tiny_model, windows, scored[:, 1:])
+
+
+def test_one_scaling_per_row_equals_one_forward_per_scaling(tiny_model):
+    """A tuple of scalings gives row b the cos/sin of scaling b: transformers broadcasts them over heads only."""
+    scalings = (RopeScaling("pi", 32, 96), RopeScaling("yarn", 32, 128),
+                RopeScaling("longrope", 32, 64, factors=tuple(np.linspace(1, 3, 8)), n_hat=5))
+    ids = torch.randint(0, 258, (1, 70), generator=torch.Generator().manual_seed(3))
+    single = []
+    for scaling in scalings:
+        apply_rope_scaling(tiny_model, scaling)
+        single.append(next_token_nll(tiny_model, ids))
+    tiny_model.model.rotary_emb.scaling = scalings
+    with torch.no_grad():
+        batched = next_token_nll(tiny_model, ids.repeat(3, 1))
+    torch.testing.assert_close(batched, torch.cat(single), rtol=0, atol=1e-5)
+    assert not torch.allclose(single[0], single[1])  # the rows really differ
+    positions = torch.arange(70)
+    cos, sin = tiny_model.model.rotary_emb(torch.zeros(()), positions.expand(3, -1))  # one row of positions per row
+    assert cos.shape == (3, 70, 16) and torch.equal(sin[2], scalings[2].cos_sin(positions, 16, 500.0)[1])
 
 
 @pytest.mark.parametrize("family", ["llama", "mistral", "qwen2", "phi3"])

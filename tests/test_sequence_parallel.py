@@ -35,6 +35,15 @@ def test_two_ranks_score_the_one_rank_perplexities(spec):
     assert len(set(one)) == len(one)  # the candidates differ, so equal scores are not a coincidence
 
 
+def test_two_ranks_score_batched_candidates_as_one_rank(spec):
+    """Rows of 3 and 1 candidates: the followers get the leader's scaling per row."""
+    with FitnessPool(spec, workers=1, threads=2) as pool:
+        one = pool(candidates())
+    with FitnessPool(spec, workers=1, threads=2, sequence=2, batch=3) as pool:
+        two = pool(candidates())
+    np.testing.assert_allclose(two, one, rtol=1e-5)
+
+
 def test_two_workers_of_two_ranks_score_the_one_rank_perplexities(spec):
     with FitnessPool(spec, workers=1) as pool:
         one = pool(candidates())
