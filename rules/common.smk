@@ -71,6 +71,9 @@ def _check_config():
             config_from_settings(settings, scale)
         except ValueError as error:
             raise WorkflowError(f"{key}: {error}")
+        if settings["fidelity"] and settings["fidelity"][-1] >= settings["samples"]:
+            raise WorkflowError(f"{key}.fidelity {settings['fidelity']}: every rung must score fewer windows than "
+                                f"samples ({settings['samples']}), which the last rung scores")
     for stage in finetune_stages():
         if stage not in search_stages():
             raise WorkflowError(f"stages.{stage}.finetune needs stages.{stage}.search: it trains with those factors")
@@ -281,7 +284,7 @@ def search_runs():
 
 
 def search_inputs(settings):
-    inputs = {"model": model_dir(settings["model"]), "tokens": "results/data/fitness.npy"}
+    inputs = {"model": model_dir(settings["model"]), "tokens": "results/data/fitness.npy", "tokenizer": TOKENIZER}
     if settings["mode"] in ("secondary", "recovery"):
         inputs["base_factors"] = f"results/search/{settings['base_stage']}/factors.json"
     return inputs

@@ -8,7 +8,7 @@ import numpy as np
 from tqdm import tqdm
 from transformers import AutoConfig
 
-from longrope.data import load_tokens, sample_windows
+from longrope.data import load_tokenizer, load_tokens, needle_windows, sample_windows
 from longrope.fitness import FitnessPool, FitnessSpec
 from longrope.model import compute_dtype, rope_geometry
 from longrope.report import plot_convergence
@@ -31,8 +31,24 @@ ratio = p.scale / earlier.scale if mode == "secondary" else p.scale
 cfg = config_from_settings(p.search, ratio)
 head_dim, base = rope_geometry(AutoConfig.from_pretrained(snakemake.input.model, local_files_only=True))
 fitness_lengths = sorted({L0, target}) if mode == "recovery" else [target]
-tokens = load_tokens(snakemake.input.tokens)
-windows = [sample_windows(tokens, n, p.search["samples"], seed=[p.search["seed"], n]) for n in fitness_lengths]
+tokens, tokenizer = load_tokens(snakemake.input.tokens), load_tokenizer(snakemake.input.tokenizer)
+
+
+def fitness_windows(length: int):
+    """(windows, scored tokens or None for all) at one fitness length, from the fitness half only. needle_ppl
+    (LongRoPE2) scores the recalled digits of needles planted ≥ L0 earlier; a window too short to hold the needles
+    and their recall (a recovery search at L0) is scored on all its tokens."""
+    seed = [p.search["seed"], length]
+    if p.search["fitness"] == "needle_ppl":
+        try:
+            needles = needle_windows(tokens, tokenizer, length, p.search["samples"], seed, L0)
+            return needles.ids, needles.scored
+        except ValueError as error:
+            print(f"{length} tokens: plain perplexity ({error})")
+    return sample_windows(tokens, length, p.search["samples"], seed=seed), None
+
+
+windows, scored = zip(*map(fitness_windows, fitness_lengths))
 
 
 def scaling(c) -> RopeScaling:
@@ -45,8 +61,8 @@ def scaling(c) -> RopeScaling:
 seeds = [equivalent_factors(RopeScaling(m, L0, round(ratio * L0)), head_dim, base).tolist() for m in ("pi", "ntk", "yarn")]
 # Perplexity at the fitness length (the geometric mean over both lengths for a recovery search), on
 # search.workers model replicas of `sequence` processes each; the first PI scaling verifies that the patch reaches each replica's forward.
-spec = FitnessSpec(snakemake.input.model, p.attention, RopeScaling("pi", L0, target), tuple(windows),
-                   compute_dtype(p.dtype))
+spec = FitnessSpec(snakemake.input.model, p.attention, RopeScaling("pi", L0, target), windows,
+                   compute_dtype(p.dtype), scored)
 bar = tqdm(total=cfg.generations + 1, desc=f"search_{p.stage}", file=sys.stderr)
 
 
@@ -57,7 +73,7 @@ def progress(record):
 
 
 Path(p.work_dir).mkdir(parents=True, exist_ok=True)
-with FitnessPool(spec, p.search["workers"], snakemake.threads, p.sequence) as pool:
+with FitnessPool(spec, p.search["workers"], snakemake.threads, p.sequence, p.search["batch"]) as pool:
     result = search(lambda candidates, windows: pool([scaling(c) for c in candidates], windows), seeds, cfg,
                     Path(p.work_dir) / "search_log.jsonl", progress)
 bar.close()
