@@ -41,7 +41,7 @@ def fitness_windows(length: int):
     seed = [p.search["seed"], length]
     if p.search["fitness"] == "needle_ppl":
         try:
-            needles = needle_windows(tokens, tokenizer, length, p.search["samples"], seed, L0)
+            needles = needle_windows(tokens, tokenizer, length, p.search["samples"], seed, L0, p.search["needles"])
             return needles.ids, needles.scored
         except ValueError as error:
             print(f"{length} tokens: plain perplexity ({error})")

@@ -9,6 +9,7 @@ import torch
 import yaml
 
 from conftest import ROOT, snakemake_cmd
+from longrope.rope import critical_dimension
 
 
 def run(*args, cwd):
@@ -94,6 +95,11 @@ def test_test_config_runs_end_to_end(test_config_run):
         population = config["search"]["population"] // (2 if halved else 1)
         assert json.loads(lines[0])["config"]["population"] == population
         assert (out / "convergence.png").stat().st_size > 10_000
+        settings = {**config["search"], **spec["search"]}  # fitness, multi-fidelity rungs, critical dimension
+        assert found["search"]["fitness"] == settings.get("fitness", "ppl")
+        rungs = {entry["windows"] for line in lines[1:] for entry in json.loads(line)["evaluated"]}
+        assert rungs == {*settings.get("fidelity", []), None}
+        assert found["critical_dimension"] == critical_dimension(head_dim, config["pretrain"]["model"]["rope_theta"], l0)
         model = f"ft_{spec['search']['model']}" if "model" in spec["search"] else "base"
         searched = tidy[tidy["method"].isin(["longrope", "longrope_short"]) & (tidy["model"] == model)
                         & (tidy["scale"] == found["scaling"]["target_length"] / l0)]
