@@ -81,6 +81,10 @@ def _check_config():
                            (f"stages.{stage}.resources.finetune.nodes", nodes)):
             if value > 1 and not settings["deepspeed"]:
                 raise WorkflowError(f"{key} > 1 needs a deepspeed config")
+        length = (settings["mixed_window"] or {}).get("length")
+        if length is not None and length > L0:
+            raise WorkflowError(f"stages.{stage}.finetune.mixed_window.length {length} exceeds "
+                                f"base_model.original_length {L0}: short windows must fit the original context")
         ranks = settings["processes"] * nodes
         gpus = job_resources("finetune", stage).get("gpu")
         if gpus and gpus != ranks:
