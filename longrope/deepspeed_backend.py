@@ -65,11 +65,15 @@ class DeepSpeedBackend:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def backward(self, loss: torch.Tensor) -> None:
-        self.engine.backward(loss)  # DeepSpeed divides by the accumulation steps itself
+    def backward(self, loss: torch.Tensor, share: float) -> None:
+        """Accumulate the gradient of `loss`, a micro-batch's mean, weighted by its `share` of this step's rows (not
+        DeepSpeed's 1 / gradient_accumulation_steps). DeepSpeed's step after every micro-batch, as DeepSpeed
+        expects: its micro-step counter makes the step's last one (gradient_accumulation_steps = forwards per
+        step) reduce the gradients and update the weights, the others no-ops."""
+        self.engine.backward(loss * share, scale_wrt_gas=False)
+        self.engine.step()
 
     def step(self) -> float:
-        self.engine.step()
         grad_norm = self.engine.get_global_grad_norm()
         return float(grad_norm) if grad_norm is not None else float("nan")
 

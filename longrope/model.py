@@ -82,9 +82,17 @@ def load_model(path: str | Path, attention: str = "auto", dtype: torch.dtype = t
     model = AutoModelForCausalLM.from_pretrained(
         path, local_files_only=True, attn_implementation=pick_attention(attention), dtype=dtype
     ).eval()
-    if (path / SCALING_FILE).is_file():
-        apply_rope_scaling(model, RopeScaling.from_dict(json.loads((path / SCALING_FILE).read_text())))
+    scaling = saved_scaling(path)
+    if scaling is not None:
+        apply_rope_scaling(model, scaling)
     return model
+
+
+def saved_scaling(path: str | Path) -> RopeScaling | None:
+    """The RoPE scaling saved with a model folder (save_extended; a fine-tuned model: the one it was trained with),
+    or None for a model this package did not extend."""
+    file = Path(path, SCALING_FILE)
+    return RopeScaling.from_dict(json.loads(file.read_text())) if file.is_file() else None
 
 
 def hf_rope_parameters(scaling: RopeScaling, rope_parameters: dict) -> dict:

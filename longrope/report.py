@@ -166,7 +166,8 @@ def ablation(tidy: pd.DataFrame, scales: list[float], pairs: PairedWindows) -> p
     return pd.DataFrame(rows).set_index(["model", "scale", "length"]) if rows else pd.DataFrame()
 
 
-EXTENDED = {"longrope": "searched λ", "longrope_short": "searched λ + short recovery"}
+EXTENDED = {"longrope": "searched λ", "longrope_short": "searched λ + short recovery",
+            "longrope_mixed": "searched λ, mixed-window fine-tuned"}
 
 
 def _extended_rows(tidy: pd.DataFrame, final_scale: float) -> pd.DataFrame:
@@ -184,14 +185,17 @@ def extended_models(tidy: pd.DataFrame, original_length: int, final_scale: float
 
 
 def finetune_effect(tidy: pd.DataFrame, finetuned: list[dict], pairs: PairedWindows) -> pd.DataFrame:
-    """Fine-tuned vs not: each fine-tuned model against the model its factors were searched on, with the same
-    factors (`finetuned`: model, from, scale), by length; ratio < 1: fine-tuning helps."""
-    tidy = tidy[(tidy["study"] == "length") & (tidy["method"] == "longrope")]
+    """Fine-tuned vs not: each fine-tuned model under the scaling it was trained with against the model its factors
+    were searched on, with those factors (`finetuned`: model, method, from, scale), by length; ratio < 1:
+    fine-tuning helps."""
+    tidy = tidy[tidy["study"] == "length"]
     rows = []
     for stage in finetuned:
         at = tidy[tidy["scale"] == stage["scale"]]
-        after = {r["length"]: r for r in at[at["model"] == stage["model"]].to_dict("records")}
-        before = {r["length"]: r for r in at[at["model"] == stage["from"]].to_dict("records")}
+        after = {r["length"]: r for r in at[(at["model"] == stage["model"]) & (at["method"] == stage["method"])]
+                 .to_dict("records")}
+        before = {r["length"]: r for r in at[(at["model"] == stage["from"]) & (at["method"] == "longrope")]
+                  .to_dict("records")}
         for length in sorted(after.keys() & before.keys()):
             rows.append({"model": stage["model"], "from": stage["from"], "scale": stage["scale"], "length": length,
                          **_interval("not fine-tuned", before[length]), **_interval("fine-tuned", after[length]),

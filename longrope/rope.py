@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Callable
 
 import torch
@@ -221,6 +221,16 @@ def load_factors(path) -> RopeScaling:
     """The scaling a search stage's factors.json carries."""
     with open(path) as f:
         return RopeScaling.from_dict(json.load(f)["scaling"])
+
+
+def mixed_window_scaling(scaling: RopeScaling) -> RopeScaling:
+    """LongRoPE2's mixed context window: `scaling` with a short set of ones, so that sequences of at most
+    original_length positions keep the original RoPE frequencies and longer ones get the searched λ. Both keep the
+    scaling's attention factor: a Phi-3 checkpoint applies one to both sets, so stock transformers computes this."""
+    if scaling.method != "longrope" or scaling.short_factors is not None:
+        raise ValueError("a mixed context window adds a short factor set of ones to LongRoPE factors without one, "
+                         f"not to {scaling.method!r} with short factors {scaling.short_factors}")
+    return replace(scaling, short_factors=(1.0,) * len(scaling.factors), short_length=scaling.original_length)
 
 
 def equivalent_factors(scaling: RopeScaling, head_dim: int, base: float, seq_len: int | None = None) -> torch.Tensor:

@@ -40,9 +40,13 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     checkpoint_every: int = 100
-    passkey_fraction: float = 0.0  # share of each batch replaced by synthetic passkey examples
-    micro_batch_size: int | None = None  # rows per forward and process; None = the whole per-process batch
+    passkey_fraction: float = 0.0  # share of each batch's long rows replaced by synthetic passkey examples
+    micro_batch_size: int | None = None  # rows per forward and process; None = as many as accumulation() allows
     sampling: str = "random"      # windows at any offset, or whole seq_len blocks (the paper's fine-tuning chunks)
+    # Mixed context window (LongRoPE2): this share of each batch's rows are short windows of short_len tokens, which
+    # a scaling with a short set of ones (rope.mixed_window_scaling) runs under the original RoPE.
+    short_fraction: float = 0.0
+    short_len: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))
@@ -57,15 +61,34 @@ class TrainConfig:
             raise ValueError(f"passkey_fraction must lie in [0, 1], got {self.passkey_fraction}")
         if self.micro_batch_size is not None and not 0 < self.micro_batch_size <= self.batch_size:
             raise ValueError(f"micro_batch_size must lie in [1, batch_size], got {self.micro_batch_size}")
+        if not 0.0 <= self.short_fraction < 1.0:
+            raise ValueError(f"short_fraction must lie in [0, 1), got {self.short_fraction}")
+        if self.short_fraction:
+            if self.short_len is None or not 0 < self.short_len <= self.seq_len:
+                raise ValueError(f"short_len must lie in [1, seq_len = {self.seq_len}], got {self.short_len}")
+            short = self.rows()[1]
+            if not 0 < short < self.batch_size:
+                raise ValueError(f"short_fraction {self.short_fraction} of batch_size {self.batch_size} gives {short} "
+                                 f"short rows: a mixed context window needs at least one short and one long row")
+
+    def rows(self) -> tuple[int, int]:
+        """(long rows, short rows) of every batch; passkey examples are among the long rows."""
+        short = round(self.batch_size * self.short_fraction)
+        return self.batch_size - short, short
 
     def accumulation(self, world_size: int) -> tuple[int, int]:
-        """(rows per forward, forwards per step) on each of `world_size` processes."""
-        per_process, rest = divmod(self.batch_size, world_size)
-        micro = min(self.micro_batch_size or per_process, per_process)
-        if rest or micro == 0 or per_process % micro:
-            raise ValueError(f"batch_size {self.batch_size} does not split into {world_size} process(es) × "
-                             f"micro-batches of {self.micro_batch_size or per_process}")
-        return micro, per_process // micro
+        """(rows per forward, forwards per step) on each of `world_size` processes. Each takes its share of the long
+        rows and of the short rows; rows of different lengths never share a forward, so the micro-batch size must
+        divide both shares (without micro_batch_size: their largest common divisor), and all forwards are equal."""
+        groups = [n for n in self.rows() if n]
+        shares = [n // world_size for n in groups]
+        common = math.gcd(*shares)
+        micro = min(self.micro_batch_size or common, common)
+        if any(n % world_size for n in groups) or micro == 0 or common % micro:
+            rows = f" ({groups[0]} long + {groups[1]} short rows)" if len(groups) > 1 else ""
+            raise ValueError(f"batch_size {self.batch_size}{rows} does not split into {world_size} process(es) × "
+                             f"micro-batches of {self.micro_batch_size or common}")
+        return micro, sum(shares) // micro
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -78,17 +101,28 @@ class TrainConfig:
         return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def batch_at(step: int, tokens: np.ndarray, cfg: TrainConfig, tokenizer) -> torch.Tensor:
-    """Batch `step` is a pure function of (seed, step), so a resumed run sees exactly the same data."""
+def batch_at(step: int, tokens: np.ndarray, cfg: TrainConfig, tokenizer) -> list[torch.Tensor]:
+    """Batch `step` is a pure function of (seed, step), so a resumed run sees exactly the same data: the long rows
+    (seq_len + 1 tokens, passkey examples among them), then with a mixed context window the short rows
+    (short_len + 1 tokens) — one tensor per length."""
     rng = np.random.default_rng([cfg.seed, step])
-    n_passkey = round(cfg.batch_size * cfg.passkey_fraction)
-    if cfg.sampling == "blocks":
-        starts = cfg.seq_len * rng.integers(0, (len(tokens) - 1) // cfg.seq_len, cfg.batch_size - n_passkey)
+    n_long, n_short = cfg.rows()
+    n_passkey = round(n_long * cfg.passkey_fraction)
+    long = _windows(tokens, cfg.seq_len, n_long - n_passkey, cfg.sampling, rng)
+    long += [passkey_training_example(tokenizer, cfg.seq_len + 1, rng) for _ in range(n_passkey)]
+    groups = [long]
+    if n_short:  # drawn last, so the batches of a run without short rows stay as they were
+        groups.append(_windows(tokens, cfg.short_len, n_short, cfg.sampling, rng))
+    return [torch.from_numpy(np.stack(rows)) for rows in groups]
+
+
+def _windows(tokens: np.ndarray, length: int, n: int, sampling: str, rng) -> list[np.ndarray]:
+    """`n` windows of length + 1 tokens: at any offset, or whole `length` blocks."""
+    if sampling == "blocks":
+        starts = length * rng.integers(0, (len(tokens) - 1) // length, n)
     else:
-        starts = rng.integers(0, len(tokens) - cfg.seq_len - 1, cfg.batch_size - n_passkey)
-    rows = [tokens[s : s + cfg.seq_len + 1].astype(np.int64) for s in starts]
-    rows += [passkey_training_example(tokenizer, cfg.seq_len + 1, rng) for _ in range(n_passkey)]
-    return torch.from_numpy(np.stack(rows))
+        starts = rng.integers(0, len(tokens) - length - 1, n)
+    return [tokens[s : s + length + 1].astype(np.int64) for s in starts]
 
 
 class TorchBackend:
@@ -102,7 +136,6 @@ class TorchBackend:
         self.model, self.cfg = model.to(self.device), cfg
         self.optimizer = torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
         self.dtype = torch.bfloat16 if precision == "bf16" else None
-        self.accumulation = cfg.accumulation(1)[1]
 
     def loss(self, ids: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
@@ -112,8 +145,9 @@ class TorchBackend:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def backward(self, loss: torch.Tensor) -> None:
-        (loss / self.accumulation).backward()
+    def backward(self, loss: torch.Tensor, share: float) -> None:
+        """Accumulate the gradient of `loss`, a micro-batch's mean, weighted by its `share` of this step's rows."""
+        (loss * share).backward()
 
     def step(self) -> float:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -164,16 +198,20 @@ def train(model, tokens: np.ndarray, tokenizer, cfg: TrainConfig, work_dir: str 
     for step in range(start, cfg.steps):
         lr = cfg.lr_at(step)
         backend.set_lr(lr)
-        rows = batch_at(step, tokens, cfg, tokenizer)[backend.data_rank :: backend.data_ranks]
+        # This process's share of the long rows and of the short rows; rows of different lengths cannot share a
+        # tensor, so each length runs as its own micro-batches.
+        groups = [rows[backend.data_rank :: backend.data_ranks] for rows in batch_at(step, tokens, cfg, tokenizer)]
+        n_rows = sum(len(rows) for rows in groups)
         total = 0.0
-        for ids in rows.split(micro):
+        for ids in (ids for rows in groups for ids in rows.split(micro)):
             loss = backend.loss(ids)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"loss became {loss.item()} at step {step}; last good checkpoint kept in {work_dir}"
                 )
-            backend.backward(loss)
-            total += loss.item() * len(ids) / len(rows)
+            share = len(ids) / n_rows  # the step's loss is the mean over rows of each row's mean token loss
+            backend.backward(loss, share)
+            total += loss.item() * share
         grad_norm = backend.step()
         loss_value = backend.mean(total)
         if log:

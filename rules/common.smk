@@ -84,6 +84,10 @@ def _check_config():
                            (f"stages.{stage}.resources.finetune.nodes", nodes)):
             if value > 1 and not settings["deepspeed"]:
                 raise WorkflowError(f"{key} > 1 needs a deepspeed config")
+        length = (settings["mixed_window"] or {}).get("length")
+        if length is not None and length > L0:
+            raise WorkflowError(f"stages.{stage}.finetune.mixed_window.length {length} exceeds "
+                                f"base_model.original_length {L0}: short windows must fit the original context")
         ranks = settings["processes"] * nodes
         gpus = job_resources("finetune", stage).get("gpu")
         if gpus and gpus != ranks:
@@ -290,6 +294,11 @@ def search_inputs(settings):
     return inputs
 
 
+def finetune_label(stage):
+    """Method label of a fine-tuned model under the scaling it was trained with."""
+    return "longrope_mixed" if stage_finetune(stage)["mixed_window"] else "longrope"
+
+
 def search_label(run):
     if run.endswith("_lambda"):
         return "longrope_lambda"
@@ -306,9 +315,10 @@ def final_scale():
 
 
 def retrieval_subjects():
-    """Passkey and needle subjects, name -> model label, model folder, method, and factors file or scaling: the
-    base model under plain RoPE and each of evaluation.passkey.baselines at the final scale, the base model with
-    the factors searched on it (no fine-tuning), every fine-tuned model with its factors, and the exported model."""
+    """Passkey and needle subjects, name -> model label, model folder, method, and factors file, scaling, or neither
+    (the scaling saved with the model): the base model under plain RoPE and each of evaluation.passkey.baselines at
+    the final scale, the base model with the factors searched on it (no fine-tuning), every fine-tuned model with
+    the scaling it was trained with, and the exported model."""
     subjects = {}
     for method in ["none", *EVAL["passkey"]["baselines"]]:
         scaling = scaling_spec(method, 1.0 if method == "none" else final_scale())
@@ -317,9 +327,8 @@ def retrieval_subjects():
         if settings["model"] == "base" and settings["mode"] == "plain" and not run.endswith("_lambda"):
             subjects[f"search_{run}"] = dict(model="base", path=base_model_dir(), method="longrope",
                                              factors=f"results/search/{run}/factors.json")
-    for stage in finetune_stages():
-        subjects[f"ft_{stage}"] = dict(model=model_label(stage), path=model_dir(stage), method="longrope",
-                                       factors=f"results/search/{stage}/factors.json")
+    for stage in finetune_stages():  # no factors or scaling: the one saved with the model, as it was trained
+        subjects[f"ft_{stage}"] = dict(model=model_label(stage), path=model_dir(stage), method=finetune_label(stage))
     if "export" in config:
         run = config["export"]["stage"]
         ref = stage_search(run)["model"]

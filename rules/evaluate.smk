@@ -76,17 +76,17 @@ rule evaluate_search:
 
 
 rule evaluate_finetune:
-    """Perplexity by length of a fine-tuned model with the factors it was trained with (paper Tables 5-7)."""
+    """Perplexity by length of a fine-tuned model with the scaling it was trained with, saved in its folder: the
+    stage's factors, and after a mixed context window its short set of ones (paper Tables 5-7)."""
     input:
         model="results/finetune/{stage}/model",
         tokens="results/data/evaluation.npy",
-        factors="results/search/{stage}/factors.json",
     output:
         perplexity="results/eval/finetune/{stage}.csv",
         windows="results/eval/finetune/{stage}.windows.csv",  # each window's NLL, for paired comparisons
     params:
         scalings=[],
-        label="longrope",
+        label=lambda w: finetune_label(w.stage),
         model=lambda w: model_label(w.stage),
         study="length",
         lengths=EVAL["lengths"],

@@ -27,7 +27,7 @@ rule tables:
         names=TABLES,
         original_length=L0,
         search_scales=sorted({float(config["stages"][s]["scale"]) for s in search_stages()}),
-        finetuned=[{"model": model_label(s), "from": model_label(stage_search(s)["model"]),
+        finetuned=[{"model": model_label(s), "method": finetune_label(s), "from": model_label(stage_search(s)["model"]),
                     "scale": float(config["stages"][s]["scale"])} for s in finetune_stages()],
         bootstrap=EVAL["bootstrap"],
     log:

@@ -1,5 +1,6 @@
 """Perplexity by length of one model under a list of RoPE scalings (baselines, a search's factors, n̂ variants).
-Each scaling is evaluated at the lengths up to `beyond_target` × its target; plain RoPE at every length.
+Each scaling is evaluated at the lengths up to `beyond_target` × its target; plain RoPE at every length. Given no
+scaling, a fine-tuned model is evaluated with the one saved with it.
 Samples come from the held-out evaluation text, drawn by seed and length only (never the search-fitness half), so
 every model and scaling is scored on the same windows at a given length; each window's NLL is kept for pairing."""
 import sys
@@ -10,7 +11,7 @@ import torch
 
 from longrope.data import load_tokens, sample_windows, samples_for_length, window_starts
 from longrope.evaluate import evaluation_lengths, perplexity, sliding_perplexity
-from longrope.model import apply_rope_scaling, compute_dtype, load_model
+from longrope.model import apply_rope_scaling, compute_dtype, load_model, saved_scaling
 from longrope.rope import RopeScaling, load_factors
 from longrope.sequence_parallel import spread
 
@@ -20,6 +21,8 @@ torch.set_num_threads(max(1, snakemake.threads // p.sequence))
 scalings = [(label, RopeScaling.from_dict(spec)) for label, spec in p.scalings]
 if "factors" in snakemake.input.keys():
     scalings.append((p.label, load_factors(snakemake.input.factors)))
+if not scalings:  # a fine-tuned model: the scaling saved with it, the one it was trained with (mixed window included)
+    scalings.append((p.label, saved_scaling(snakemake.input.model)))
 tokens = load_tokens(snakemake.input.tokens)
 model = load_model(snakemake.input.model, attention=p.attention, dtype=compute_dtype(p.dtype))
 if p.sequence > 1:  # every window split over this process and sequence - 1 followers

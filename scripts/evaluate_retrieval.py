@@ -7,7 +7,7 @@ import torch
 
 from longrope.data import load_tokenizer
 from longrope.evaluate import evaluation_lengths
-from longrope.model import apply_rope_scaling, compute_dtype, load_model
+from longrope.model import apply_rope_scaling, compute_dtype, load_model, saved_scaling
 from longrope.retrieval import needle_score, passkey_accuracy
 from longrope.rope import RopeScaling, load_factors
 
@@ -17,8 +17,10 @@ torch.set_num_threads(snakemake.threads)
 p = snakemake.params
 if "factors" in snakemake.input.keys():
     scaling = load_factors(snakemake.input.factors)
-else:
+elif p.scaling is not None:
     scaling = RopeScaling.from_dict(p.scaling)
+else:  # a fine-tuned model: the scaling saved with it, the one it was trained with (mixed window included)
+    scaling = saved_scaling(snakemake.input.model)
 model = apply_rope_scaling(load_model(snakemake.input.model, attention=p.attention, dtype=compute_dtype(p.dtype)), scaling)
 tokenizer = load_tokenizer(snakemake.input.tokenizer)
 subject = {"model": p.model, "method": p.label, "scale": scaling.scale}

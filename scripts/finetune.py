@@ -13,7 +13,7 @@ import torch
 
 from longrope.data import load_tokenizer, load_tokens
 from longrope.model import apply_rope_scaling, compute_dtype, load_model, save_extended
-from longrope.rope import load_factors
+from longrope.rope import load_factors, mixed_window_scaling
 from longrope.tiling import tile_mlp
 from longrope.train import TorchBackend, TrainConfig, train
 
@@ -35,7 +35,15 @@ args = parser.parse_args()
 settings = json.loads(args.settings)
 torch.set_num_threads(settings["threads"])
 scaling = load_factors(args.scaling)
-cfg = TrainConfig(seq_len=settings.get("seq_len") or scaling.target_length, **{k: settings[k] for k in TRAIN_KEYS})
+short = {}
+if settings["mixed_window"]:
+    # LongRoPE2's mixed context window: short rows of at most L0 tokens train under the original RoPE (a short set
+    # of ones), long rows under the searched λ; the model is saved with this scaling, so loading it applies both.
+    scaling = mixed_window_scaling(scaling)
+    short = {"short_fraction": settings["mixed_window"]["fraction"],
+             "short_len": settings["mixed_window"].get("length") or scaling.original_length}
+cfg = TrainConfig(seq_len=settings.get("seq_len") or scaling.target_length, **short,
+                  **{k: settings[k] for k in TRAIN_KEYS})
 gpu = torch.cuda.is_available()
 # bf16 autocast over fp32 weights where compute.dtype chooses bfloat16 (GPUs, CPUs with bf16 matrix units).
 auto = "bf16" if compute_dtype(settings["dtype"]) == torch.bfloat16 else "fp32"

@@ -13,8 +13,9 @@ from longrope.rope import RopeScaling
 
 SETTINGS = {"steps": 4, "batch_size": 2, "micro_batch_size": None, "seq_len": None, "lr": 1e-3, "warmup_steps": 1,
             "schedule": "linear", "min_lr_ratio": 0.0, "betas": [0.9, 0.999], "weight_decay": 0.0, "grad_clip": 1.0,
-            "seed": 42, "checkpoint_every": 2, "passkey_fraction": 0.0, "sampling": "blocks", "deepspeed": None,
-            "processes": 1, "precision": "auto", "gradient_checkpointing": "auto", "tile_mlp": None, "attention": "auto", "threads": 1,
+            "seed": 42, "checkpoint_every": 2, "passkey_fraction": 0.0, "sampling": "blocks", "mixed_window": None,
+            "deepspeed": None, "processes": 1, "precision": "auto", "gradient_checkpointing": "auto", "tile_mlp": None,
+            "attention": "auto", "threads": 1,
             "dtype": "float32"}
 
 
@@ -47,11 +48,30 @@ def test_finetune_saves_the_model_with_its_scaling(inputs):
     assert len((inputs / "out-loss.csv").read_text().splitlines()) == 1 + SETTINGS["steps"]
 
 
+def test_mixed_window_model_is_saved_and_loaded_with_a_short_set_of_ones(inputs):
+    """The scaling it trained with — the searched λ past L0 = 32 positions, the original RoPE within — is the one
+    its folder carries, for this package (longrope_scaling.json) and for stock transformers (config.json)."""
+    from longrope.model import load_model
+
+    factors = [1.0, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.0]
+    done = finetune(inputs, factors, {"mixed_window": {"fraction": 0.5, "length": 24}})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "short_fraction=0.5, short_len=24" in done.stderr
+    expected = RopeScaling("longrope", 32, 64, factors=factors, short_factors=(1.0,) * 8, short_length=32)
+    assert RopeScaling.from_dict(json.loads((inputs / "out" / "longrope_scaling.json").read_text())) == expected
+    rope = json.loads((inputs / "out" / "config.json").read_text())["rope_parameters"]
+    assert rope["short_factor"] == [1.0] * 8 and rope["long_factor"] == factors
+    assert rope["original_max_position_embeddings"] == 32
+    assert rope["attention_factor"] == pytest.approx(expected.attention_scale)
+    assert load_model(inputs / "out").model.rotary_emb.scaling == expected
+
+
 @pytest.mark.parametrize("factors, settings, model, message", [
     ([1.0, 2.0, 2.0, 2.0], None, "model", "expected 8 factors for head_dim 16, got 4"),
     ([1.0] * 8, None, "missing", "model directory .*missing does not exist"),
     ([1.0] * 8, {"deepspeed": "broken.json"}, "model", "broken.json is not valid JSON"),
     ([1.0] * 8, {"batch_size": 3, "micro_batch_size": 2}, "model", "batch_size 3 does not split"),
+    ([1.0] * 8, {"mixed_window": {"fraction": 0.1}}, "model", "short_fraction 0.1 of batch_size 2 gives 0 short rows"),
 ])
 def test_bad_input_fails_before_training(inputs, factors, settings, model, message):
     import re

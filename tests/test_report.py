@@ -32,6 +32,7 @@ MEASURED = [
     scored("ft_8x", "longrope", 8.0, 800, 5.0),
     scored("ft_8x", "longrope", 64.0, 100, 5.3), scored("ft_8x", "longrope", 64.0, 200, 5.5),
     scored("ft_8x", "longrope_short", 64.0, 100, 5.1), scored("ft_8x", "longrope_short", 64.0, 200, 5.5, seed=1),
+    scored("ft_mix", "longrope_mixed", 8.0, 100, 5.05), scored("ft_mix", "longrope_mixed", 8.0, 800, 5.1),
     scored("base", "pi", 8.0, 800, 24.0, study="n_hat", n_hat=4),
 ]
 TIDY = pd.DataFrame([row for row, _ in MEASURED])
@@ -79,9 +80,14 @@ def test_ablation_and_finetune_effect_and_extended_models():
     table = ablation(TIDY, [8.0], PAIRS).loc[("base", 8.0, 800)]
     assert [table["PI"], table["λ only"], table["λ + n̂"]] == pytest.approx([25.0, 6.5, 6.0])
     assert table["ratio λ + n̂ / λ only"] == pytest.approx(6.0 / 6.5)
-    finetuned = finetune_effect(TIDY, [{"model": "ft_8x", "from": "base", "scale": 8.0}], PAIRS)
-    assert list(finetuned.index) == [("ft_8x", "base", 8.0, 100), ("ft_8x", "base", 8.0, 800)]
+    finetuned = finetune_effect(TIDY, [{"model": "ft_8x", "method": "longrope", "from": "base", "scale": 8.0},
+                                       {"model": "ft_mix", "method": "longrope_mixed", "from": "base", "scale": 8.0}],
+                                PAIRS)
+    assert list(finetuned.index) == [("ft_8x", "base", 8.0, 100), ("ft_8x", "base", 8.0, 800),
+                                     ("ft_mix", "base", 8.0, 100), ("ft_mix", "base", 8.0, 800)]
     assert finetuned.loc[("ft_8x", "base", 8.0, 800), "ratio fine-tuned / not"] == pytest.approx(5.0 / 6.0)
+    # a mixed-window model under its own scaling against the searched λ on the model it started from
+    assert finetuned.loc[("ft_mix", "base", 8.0, 800), "ratio fine-tuned / not"] == pytest.approx(5.1 / 6.0)
     extended = extended_models(TIDY, 100, final_scale=8.0)
     assert extended.loc[("ft_8x", "searched λ", 8.0), "800 (8·L0)"] == pytest.approx(5.0)
     assert ("base", "pi", 8.0) in extended.index and ("base", "longrope_lambda", 8.0) not in extended.index
@@ -96,6 +102,8 @@ def test_short_recovery_ratios_are_paired_at_l0_and_2l0():
     assert final["ratio after / before recovery at L0"] == pytest.approx(5.1 / 5.3)
     assert final["ratio after / before recovery at 2·L0"] == pytest.approx(1.0)  # same ppl, other noise
     assert final["ratio after / before recovery at 2·L0 lo"] < 1 < final["ratio after / before recovery at 2·L0 hi"]
+    mixed = recovery.loc[("ft_mix", "searched λ, mixed-window fine-tuned", 8.0)]  # beside the recovery, at L0
+    assert mixed["ratio vs base at L0"] == pytest.approx(5.05 / 5.0)
     base = recovery.loc[("base", "none", 1.0)]
     assert [base["ratio vs base at L0"], base["ratio vs base at L0 lo"], base["ratio vs base at L0 hi"]] == [1, 1, 1]
     assert pd.isna(base["ratio after / before recovery at L0"])

@@ -9,7 +9,8 @@ from transformers import LlamaConfig, Phi3Config
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
-from longrope.rope import METHODS, RopeScaling, critical_dimension, equivalent_factors, yarn_ramp, yarn_range
+from longrope.rope import (METHODS, RopeScaling, critical_dimension, equivalent_factors, mixed_window_scaling,
+                           yarn_ramp, yarn_range)
 
 # Phi-3-mini-128k-instruct, longrope-method.md §8.1: v2 = June 2024 "longrope" config, v1 = April 2024 "su" config
 PHI3_LONG_V2 = [
@@ -269,6 +270,21 @@ def test_two_factor_sets_round_trip_and_validation():
         RopeScaling("pi", 64, 256, short_factors=SHORT_8)
     with pytest.raises(ValueError, match="expected 8 short_factors for head_dim 16, got 4"):
         RopeScaling("longrope", 64, 256, factors=LONG_8, short_factors=[1.0] * 4).inv_freq(16, 1e4)
+
+
+def test_mixed_window_scaling_keeps_the_original_rope_within_l0():
+    long = RopeScaling("longrope", 64, 256, factors=LONG_8, n_hat=4)
+    mixed = mixed_window_scaling(long)
+    assert mixed.short_factors == (1.0,) * 8 and mixed.switch_length == 64 and mixed.n_hat == 4
+    plain = torch.arange(64)  # within L0: original frequencies, with the long set's attention factor (Phi-3)
+    rope = RopeScaling("none", 64, 64).cos_sin(plain, 16, 1e4)
+    torch.testing.assert_close(mixed.cos_sin(plain, 16, 1e4)[0][4:], rope[0][4:] * long.attention_scale)
+    beyond = torch.arange(65)  # past L0: exactly the searched scaling
+    torch.testing.assert_close(mixed.cos_sin(beyond, 16, 1e4), long.cos_sin(beyond, 16, 1e4), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="adds a short factor set of ones to LongRoPE factors without one"):
+        mixed_window_scaling(mixed)
+    with pytest.raises(ValueError, match="not to 'pi'"):
+        mixed_window_scaling(RopeScaling("pi", 64, 256))
 
 
 SCALED = {m: RopeScaling(m, 64, 256, factors=LONG_8 if m == "longrope" else None) for m in METHODS if m != "none"}

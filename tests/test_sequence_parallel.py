@@ -52,12 +52,15 @@ def test_two_workers_of_two_ranks_score_the_one_rank_perplexities(spec):
     np.testing.assert_allclose(four, one, rtol=1e-5)
 
 
-@pytest.mark.parametrize("zero, checkpointing, tile", [(1, True, None), (3, False, 8)],
-                         ids=["zero1-checkpointing", "zero3-tiled-mlp"])
-def test_two_ranks_sharing_each_row_train_the_weights_of_one(inputs, zero, checkpointing, tile):
+@pytest.mark.parametrize("zero, checkpointing, tile, mixed_window", [
+    (1, True, None, None), (3, False, 8, None), (1, False, None, {"fraction": 0.5, "length": 24})],
+    ids=["zero1-checkpointing", "zero3-tiled-mlp", "zero1-mixed-window"])
+def test_two_ranks_sharing_each_row_train_the_weights_of_one(inputs, zero, checkpointing, tile, mixed_window):
     """3 steps of rows of 61 inputs (not divisible by 2): one rank against two that each hold half of every row.
     ZeRO-3 shards the weights over the two ranks as well; gradient checkpointing recomputes the sharded attention
-    in the backward; the two ranks' MLPs may run on tiles of 8 of their 31 tokens, recomputed in the backward."""
+    in the backward; the two ranks' MLPs may run on tiles of 8 of their 31 tokens, recomputed in the backward. With
+    a mixed window a step is one long row and one short row of 23 inputs (within L0 = 32: the original RoPE), each
+    split over the two ranks."""
     deepspeed = inputs / f"zero{zero}.json"
     # overlap_comm (on by default under ZeRO-3) overlaps reductions with the backward on CUDA streams; on CPU it has
     # hung two-rank runs here now and then, so it is off
@@ -67,7 +70,7 @@ def test_two_ranks_sharing_each_row_train_the_weights_of_one(inputs, zero, check
     # gradient nearly cancels moves by ±lr on the rounding of the reduction alone (seen at lr 1e-3: one embedding
     # weight of 8256 off by 3.5e-6 under ZeRO-3's reduce-scatter); the weights must still all move
     settings = {"deepspeed": str(deepspeed), "steps": 3, "seq_len": 61, "checkpoint_every": 10, "lr": 1e-4,
-                "gradient_checkpointing": checkpointing}
+                "gradient_checkpointing": checkpointing, "mixed_window": mixed_window}
     factors = [1.0, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.0]
     one = finetune(inputs, factors, settings, out="one")
     assert one.returncode == 0, one.stderr[-3000:]

@@ -56,7 +56,8 @@ def test_test_config_runs_end_to_end(test_config_run):
     joined = tidy.set_index(key).join(per_row)
     assert (joined["n"] == joined["n_samples"]).all() and np.allclose(joined["window_ppl"], joined["ppl"])
     assert (windows.groupby("length")["start"].nunique() == tidy.groupby("length")["n_samples"].max()).all()
-    assert set(tidy["method"]) == set(config["evaluation"]["methods"]) | {"longrope", "longrope_lambda", "longrope_short"}
+    extended = {"longrope", "longrope_lambda", "longrope_short", "longrope_mixed"}
+    assert set(tidy["method"]) == set(config["evaluation"]["methods"]) | extended
     study = tidy[tidy["study"] == "n_hat"]  # paper Table 2: PI and dynamic NTK by n̂ at each plain search target
     plain = {k: v for k, v in config["stages"].items() if v.get("search", {"mode": ""}).get("mode", "plain") == "plain"}
     assert len(study) == 2 * len(config["evaluation"]["n_hat_study"]) * len(plain)
@@ -123,11 +124,15 @@ def test_test_config_runs_end_to_end(test_config_run):
         loss = pd.read_csv(out / "loss.csv")
         assert list(loss["step"]) == list(range(1, settings["steps"] + 1)) and loss["loss"].notna().all()
         scaling = json.loads((out / "model" / "longrope_scaling.json").read_text())
-        assert scaling == json.loads((tmp_path / "results" / "search" / stage / "factors.json").read_text())["scaling"]
+        stage_factors = json.loads((tmp_path / "results" / "search" / stage / "factors.json").read_text())["scaling"]
+        mixed = settings.get("mixed_window")  # trained, saved and evaluated with a short set of ones up to L0
+        ones = {"short_factors": [1.0] * (head_dim // 2), "short_length": l0} if mixed else {}
+        assert scaling == {**stage_factors, **ones}
         assert json.loads((out / "model" / "config.json").read_text())["rope_parameters"]["rope_type"] == "longrope"
         backend = "DeepSpeedBackend" if settings.get("deepspeed") else "TorchBackend"
         assert f"backend: {backend}" in (tmp_path / "logs" / f"finetune_{stage}.log").read_text()
-        rows = tidy[(tidy["model"] == f"ft_{stage}") & (tidy["scale"] == spec["scale"]) & (tidy["method"] == "longrope")]
+        rows = tidy[(tidy["model"] == f"ft_{stage}") & (tidy["scale"] == spec["scale"])
+                    & (tidy["method"] == ("longrope_mixed" if mixed else "longrope"))]
         assert rows["length"].max() == min(max(lengths), beyond * spec["scale"] * l0)
         assert (tmp_path / "results" / "plots" / f"finetune_{stage}_loss.png").stat().st_size > 10_000
         assert not (tmp_path / "results" / "finetune" / f"{stage}.work").exists()
@@ -182,7 +187,7 @@ def test_test_config_runs_end_to_end(test_config_run):
     passkey, needles = pd.read_csv(tables / "passkey.csv"), pd.read_csv(tables / "needles.csv")
     settings = config["evaluation"]["passkey"]
     subjects = {("base", "none"), *(("base", m) for m in settings["baselines"]), ("base", "longrope"),
-                ("ft_128k", "longrope"), ("ft_256k", "longrope"), ("ft_256k", "longrope_short")}
+                ("ft_128k", "longrope"), ("ft_256k", "longrope_mixed"), ("ft_256k", "longrope_short")}
     assert set(zip(passkey["model"], passkey["method"])) == subjects
     assert set(passkey["depth"]) == set(settings["depths"]) and (passkey["trials"] == settings["trials"]).all()
     assert passkey["accuracy"].between(0, 1).all() and needles["score"].between(0, 1).all()
@@ -241,6 +246,9 @@ def test_test_config_runs_end_to_end(test_config_run):
     (lambda c: c["stages"]["128k"]["finetune"].update(processes=2), "processes > 1 needs a deepspeed config"),
     (lambda c: c["stages"]["128k"]["finetune"].update(deepspeed="tests/data/no-such.json"), "no-such.json does not exist"),
     (lambda c: c["stages"]["128k"]["finetune"].update(step=3), "step"),
+    (lambda c: c["stages"]["128k"]["finetune"].update(mixed_window={"fraction": 0.5, "length": 33}),
+     "stages.128k.finetune.mixed_window.length 33 exceeds base_model.original_length 32"),
+    (lambda c: c["finetune"].update(mixed_window={"fraction": 1.0}), "1.0 is greater than or equal to the maximum"),
     (lambda c: c["export"].update(stage="4096k"), "export.stage must name a search stage"),
 ])
 def test_bad_config_fails_before_any_job(tmp_path, edit, message):
