@@ -6,14 +6,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from longrope.report import (PairedWindows, ablation, extended_models, finetune_effect, latex, markdown, n_hat_effect,
-                             needle_table, passkey_table, perplexity_by_length, search_vs_baselines, short_recovery)
+from longrope.report import (MEASUREMENT_KEYS, PairedWindows, ablation, extended_models, finetune_effect, latex,
+                             markdown, n_hat_effect, needle_table, passkey_table, perplexity_by_length,
+                             search_vs_baselines, short_recovery, unique_measurements)
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 p = snakemake.params
 tidy = {key: pd.concat([pd.read_csv(f) for f in snakemake.input[key]], ignore_index=True)
         for key in ("perplexity", "windows", "passkey", "needles")}
+tidy["perplexity"] = unique_measurements(tidy["perplexity"], MEASUREMENT_KEYS, "ppl")
+tidy["windows"] = unique_measurements(tidy["windows"], MEASUREMENT_KEYS + ["start"], "nll")
 for key, frame in tidy.items():
     frame.to_csv(snakemake.output[key], index=False)
 ppl = tidy["perplexity"]

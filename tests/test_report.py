@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from longrope.report import (PairedWindows, ablation, extended_models, finetune_effect, latex, markdown,
-                             needle_table, passkey_table, perplexity_by_length, search_vs_baselines, short_recovery)
+from longrope.report import (MEASUREMENT_KEYS, PairedWindows, ablation, extended_models, finetune_effect, latex,
+                             markdown, needle_table, passkey_table, perplexity_by_length, search_vs_baselines,
+                             short_recovery, unique_measurements)
 from longrope.stats import perplexity_interval, wilson_interval
 
 DIFFICULTY = np.array([-0.3, -0.2, -0.1, 0.0, 0.0, 0.1, 0.2, 0.3])  # shared by the rows at a length: same windows
@@ -138,3 +139,11 @@ def test_markdown_and_latex_render_intervals_and_mark_ratios_that_exclude_one():
               for c in ("ratio after / before recovery at L0", "ratio after / before recovery at 2·L0")]
     assert rf"| {marked[0]}\* | {marked[1]} |" in md  # 5.1 / 5.3 excludes 1; equal perplexities do not
     assert rf"{marked[0]}$^*$ & {marked[1]} \\" in tex
+
+
+def test_a_measurement_made_twice_is_kept_once_and_a_clash_is_an_error():
+    row = {"study": "length", "model": "ft_128k", "method": "longrope", "scale": 16.0, "n_hat": 0, "length": 128}
+    twice = pd.DataFrame([{**row, "ppl": 5.3}, {**row, "ppl": 5.3}, {**row, "length": 256, "ppl": 5.1}])
+    assert len(unique_measurements(twice, MEASUREMENT_KEYS, "ppl")) == 2
+    with pytest.raises(ValueError, match="different ppl values for the same study"):
+        unique_measurements(pd.DataFrame([{**row, "ppl": 5.3}, {**row, "ppl": 5.4}]), MEASUREMENT_KEYS, "ppl")
