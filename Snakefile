@@ -28,5 +28,5 @@ rule all:
         "results/plots/passkey_heatmap.png",
         "results/plots/factors.png",
         pretrain_outputs(),
-        expand("results/plots/finetune_{stage}_loss.png", stage=finetune_stages()),
-        ["results/export/model", "results/export/stock_check.csv"] if "export" in config else [],
+        expand("results/plots/finetune_{stage}_loss.png", stage=PLAN.finetune_stages()),
+        ["results/export/model", "results/export/stock_check.csv"] if PLAN.export_stage else [],

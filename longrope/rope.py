@@ -7,7 +7,6 @@ its own factor λ_i (non-decreasing in i) and keeps the original RoPE for the fi
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Callable
@@ -217,12 +216,6 @@ class RopeScaling:
         return d
 
 
-def load_factors(path) -> RopeScaling:
-    """The scaling a search stage's factors.json carries."""
-    with open(path) as f:
-        return RopeScaling.from_dict(json.load(f)["scaling"])
-
-
 def mixed_window_scaling(scaling: RopeScaling) -> RopeScaling:
     """LongRoPE2's mixed context window: `scaling` with a short set of ones, so that sequences of at most
     original_length positions keep the original RoPE frequencies and longer ones get the searched λ. Both keep the
@@ -236,3 +229,10 @@ def mixed_window_scaling(scaling: RopeScaling) -> RopeScaling:
 def equivalent_factors(scaling: RopeScaling, head_dim: int, base: float, seq_len: int | None = None) -> torch.Tensor:
     """The λ per pair that reproduces `scaling`'s frequencies as LongRoPE factors (PI: all s; YaRN: its blend)."""
     return _rope(head_dim, base) / scaling.inv_freq(head_dim, base, seq_len)
+
+
+def rope_geometry(config) -> tuple[int, float]:
+    """(rotary head dim, rope θ) of a transformers-5 model config."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    head_dim = int(head_dim * getattr(config, "partial_rotary_factor", 1.0))
+    return head_dim, float(config.rope_parameters["rope_theta"])

@@ -21,7 +21,7 @@ if config["base_model"]["fetch"]:
             "../scripts/fetch_base_model.py"
 
 
-if base_source() == "gguf":
+if PLAN.base.source == "gguf":
 
     rule convert_gguf:
         """Dequantized fp32 weights, config.json with rope_parameters and the model's tokenizer files."""

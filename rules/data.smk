@@ -22,8 +22,8 @@ rule tokenizer:
 rule token_ids:
     input:
         tokenizer=TOKENIZER,
-        train=lambda w: [book_path(CORPUS, b) for b in books("train_books")],
-        heldout=lambda w: [book_path(CORPUS, b) for b in books("heldout_books")],
+        train=book_files("train_books"),
+        heldout=book_files("heldout_books"),
     output:
         train="results/data/train.npy",
         fitness="results/data/fitness.npy",

@@ -8,20 +8,20 @@ EVAL_PARAMS = dict(
     seed=EVAL["seed"],
     attention=EVAL["attention"],
     dtype=DTYPE,
-    sequence=sequence_ranks(),
+    sequence=PLAN.sequence_ranks(),
 )
 
 
 rule evaluate_base:
     """Perplexity of the base model by length under one baseline scaling at every stage's scale."""
     input:
-        model=base_model_dir(),
+        model=BASE_MODEL,
         tokens="results/data/evaluation.npy",
     output:
         perplexity="results/eval/base/{method}.csv",
         windows="results/eval/base/{method}.windows.csv",  # each window's NLL, for paired comparisons
     params:
-        scalings=lambda w: [(w.method, scaling_spec(w.method, s)) for s in ([1.0] if w.method == "none" else extension_scales())],
+        scalings=lambda w: PLAN.baseline_scalings(w.method),
         model="base",
         study="length",
         lengths=EVAL["lengths"],
@@ -31,7 +31,7 @@ rule evaluate_base:
         method="|".join(EVAL["methods"]),
     threads: EVAL["threads"]
     resources:
-        **job_resources("evaluate"),
+        **PLAN.job_resources("evaluate"),
     log:
         "logs/evaluate_base/{method}.log",
     benchmark:
@@ -46,7 +46,7 @@ rule evaluate_search:
     """Perplexity by length with a search run's factors on the model they were searched on (no fine-tuning with
     them yet: paper Table 1 on the base model; a recovery run's scaling is the final model)."""
     input:
-        model=lambda w: model_dir(search_runs()[w.run][1]["model"]),
+        model=lambda w: PLAN.model_dir(SEARCH_RUNS[w.run].settings.model),
         tokens="results/data/evaluation.npy",
         factors="results/search/{run}/factors.json",
     output:
@@ -54,17 +54,17 @@ rule evaluate_search:
         windows="results/eval/search/{run}.windows.csv",  # each window's NLL, for paired comparisons
     params:
         scalings=[],
-        label=lambda w: search_label(w.run),
-        model=lambda w: model_label(search_runs()[w.run][1]["model"]),
+        label=lambda w: SEARCH_RUNS[w.run].label,
+        model=lambda w: PLAN.model_label(SEARCH_RUNS[w.run].settings.model),
         study="length",
         lengths=EVAL["lengths"],
         beyond_target=EVAL["beyond_target"],
         **EVAL_PARAMS,
     wildcard_constraints:  # not the .windows of the second output
-        run="|".join(search_runs()),
+        run="|".join(SEARCH_RUNS),
     threads: EVAL["threads"]
     resources:
-        **job_resources("evaluate"),
+        **PLAN.job_resources("evaluate"),
     log:
         "logs/evaluate_search/{run}.log",
     benchmark:
@@ -86,17 +86,17 @@ rule evaluate_finetune:
         windows="results/eval/finetune/{stage}.windows.csv",  # each window's NLL, for paired comparisons
     params:
         scalings=[],
-        label=lambda w: finetune_label(w.stage),
-        model=lambda w: model_label(w.stage),
+        label=lambda w: PLAN.stages[w.stage].finetune.label,
+        model=lambda w: PLAN.model_label(w.stage),
         study="length",
         lengths=EVAL["lengths"],
         beyond_target=EVAL["beyond_target"],
         **EVAL_PARAMS,
     wildcard_constraints:  # not the .windows of the second output
-        stage="|".join(finetune_stages()),
+        stage="|".join(PLAN.finetune_stages()),
     threads: EVAL["threads"]
     resources:
-        **job_resources("evaluate"),
+        **PLAN.job_resources("evaluate"),
     log:
         "logs/evaluate_finetune/{stage}.log",
     benchmark:
@@ -110,24 +110,23 @@ rule evaluate_finetune:
 rule evaluate_n_hat:
     """PI and dynamic NTK at a search stage's scale with n̂ leading positions un-interpolated (paper Table 2)."""
     input:
-        model=base_model_dir(),
+        model=BASE_MODEL,
         tokens="results/data/evaluation.npy",
     output:
         perplexity="results/eval/n_hat/{stage}.csv",
         windows="results/eval/n_hat/{stage}.windows.csv",  # each window's NLL, for paired comparisons
     params:
-        scalings=lambda w: [(m, scaling_spec(m, config["stages"][w.stage]["scale"], k))
-                            for m in ("pi", "dynamic_ntk") for k in EVAL["n_hat_study"]],
-        lengths=lambda w: [round(config["stages"][w.stage]["scale"] * L0)],
+        scalings=lambda w: PLAN.n_hat_scalings(w.stage),
+        lengths=lambda w: [round(PLAN.stages[w.stage].scale * L0)],
         model="base",
         study="n_hat",
         beyond_target=1,
         **EVAL_PARAMS,
     wildcard_constraints:  # not the .windows of the second output
-        stage="|".join(n_hat_stages()),
+        stage="|".join(PLAN.n_hat_stages()),
     threads: EVAL["threads"]
     resources:
-        **job_resources("evaluate"),
+        **PLAN.job_resources("evaluate"),
     log:
         "logs/evaluate_n_hat/{stage}.log",
     benchmark:
@@ -141,14 +140,14 @@ rule evaluate_n_hat:
 rule evaluate_retrieval:
     """Passkey retrieval (lengths × needle depths, seeded keys) and RULER-style needle tasks (paper Fig. 4, §5)."""
     input:
-        unpack(lambda w: retrieval_inputs(w.subject)),
+        unpack(retrieval_inputs),
     output:
         passkey="results/eval/retrieval/{subject}.passkey.csv",
         needles="results/eval/retrieval/{subject}.needles.csv",
     params:
-        scaling=lambda w: retrieval_subjects()[w.subject].get("scaling"),
-        label=lambda w: retrieval_subjects()[w.subject]["method"],
-        model=lambda w: retrieval_subjects()[w.subject]["model"],
+        scaling=lambda w: SUBJECTS[w.subject].scaling,
+        label=lambda w: SUBJECTS[w.subject].method,
+        model=lambda w: SUBJECTS[w.subject].model,
         passkey=EVAL["passkey"],
         needles=EVAL["needles"],
         beyond_target=EVAL["beyond_target"],
@@ -156,7 +155,7 @@ rule evaluate_retrieval:
         dtype=DTYPE,
     threads: EVAL["threads"]
     resources:
-        **job_resources(),
+        **PLAN.job_resources(),
     log:
         "logs/evaluate_retrieval/{subject}.log",
     benchmark:

@@ -1,30 +1,31 @@
-# One rule per fine-tune stage (finetune_128k, finetune_256k, …): the stage's searched factors applied to the model
-# it starts from, trained at the stage's length. A shell rule, so `processes > 1` can launch it under torchrun.
-for _stage in finetune_stages():
-    _settings = stage_finetune(_stage)
+# One rule per fine-tune stage (finetune_128k, finetune_256k, …), so a stage is a target of its own: the stage's
+# searched factors applied to the model it starts from, trained at the stage's length. A shell rule, so that
+# `processes > 1` can launch it under torchrun.
+for _stage in PLAN.finetune_stages():
+    _settings = PLAN.stages[_stage].finetune
 
     rule:
         name:
             f"finetune_{_stage}"
         input:
-            model=model_dir(_settings["from"]),
-            scaling=f"results/search/{_stage}/factors.json",
+            model=PLAN.model_dir(_settings.start),
+            scaling=SEARCH_RUNS[_stage].factors,
             tokens="results/data/train.npy",
             tokenizer=TOKENIZER,
-            deepspeed=[_settings["deepspeed"]] if _settings["deepspeed"] else [],
+            deepspeed=[_settings.deepspeed] if _settings.deepspeed else [],
         output:
             model=directory(f"results/finetune/{_stage}/model"),
             loss=f"results/finetune/{_stage}/loss.csv",
         params:
-            settings=json.dumps({**_settings, "dtype": DTYPE}, sort_keys=True),
-            launcher=launcher(_settings, job_resources("finetune", _stage)),
-            sequence=sequence_ranks(_stage),
+            settings=json.dumps({**_settings.to_dict(), "dtype": DTYPE}, sort_keys=True),
+            launcher=PLAN.launcher(_stage),
+            sequence=PLAN.sequence_ranks(_stage),
             script=SCRIPTS / "finetune.py",
             # Checkpoints live outside the outputs, so a killed job resumes instead of starting over.
             work_dir=f"results/finetune/{_stage}.work",
-        threads: _settings["threads"] * _settings["processes"]
+        threads: _settings.threads * _settings.processes
         resources:
-            **job_resources("finetune", _stage),
+            **PLAN.job_resources("finetune", _stage),
         log:
             f"logs/finetune_{_stage}.log",
         benchmark:
@@ -52,7 +53,7 @@ rule plot_finetune_loss:
         "../scripts/plot_loss.py"
 
 
-if "export" in config:
+if PLAN.export_stage:
 
     localrules: export
 
@@ -60,8 +61,8 @@ if "export" in config:
         """The extended model as a Hugging Face checkpoint: long and short factor sets and the attention factor in
         config.json (stock transformers loads it), the exact scaling with n̂ in longrope_scaling.json."""
         input:
-            model=model_dir(stage_search(config["export"]["stage"])["model"]),
-            scaling=f"results/search/{config['export']['stage']}/factors.json",
+            model=PLAN.model_dir(SEARCH_RUNS[PLAN.export_stage].settings.model),
+            scaling=SEARCH_RUNS[PLAN.export_stage].factors,
             tokenizer=TOKENIZER,
         output:
             model=directory("results/export/model"),

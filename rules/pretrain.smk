@@ -1,5 +1,5 @@
 # The embedded default's base model: a tiny Llama pretrained here (when the config names no model to start from).
-if base_source() == "pretrain":
+if PLAN.base.source == "pretrain":
 
     rule pretrain_base:
         input:
@@ -17,7 +17,7 @@ if base_source() == "pretrain":
             work_dir="results/base/pretrain_work",
         threads: config.get("pretrain", {}).get("threads", 1)
         resources:
-            **job_resources(),
+            **PLAN.job_resources(),
         log:
             "logs/pretrain_base.log",
         benchmark:

@@ -5,9 +5,9 @@ TABLES = ["table1_perplexity", "search_vs_baselines", "table2_n_hat", "table5_ex
           "table10_short_recovery", "table11_ablation", "passkey_accuracy", "needle_scores"]
 PERPLEXITY_EVALUATIONS = [
     *expand("results/eval/base/{method}", method=EVAL["methods"]),
-    *expand("results/eval/search/{run}", run=search_runs()),
-    *expand("results/eval/n_hat/{stage}", stage=n_hat_stages()),
-    *expand("results/eval/finetune/{stage}", stage=finetune_stages()),
+    *expand("results/eval/search/{run}", run=SEARCH_RUNS),
+    *expand("results/eval/n_hat/{stage}", stage=PLAN.n_hat_stages()),
+    *expand("results/eval/finetune/{stage}", stage=PLAN.finetune_stages()),
 ]
 
 
@@ -15,8 +15,8 @@ rule tables:
     input:
         perplexity=[f"{evaluation}.csv" for evaluation in PERPLEXITY_EVALUATIONS],
         windows=[f"{evaluation}.windows.csv" for evaluation in PERPLEXITY_EVALUATIONS],
-        passkey=expand("results/eval/retrieval/{subject}.passkey.csv", subject=retrieval_subjects()),
-        needles=expand("results/eval/retrieval/{subject}.needles.csv", subject=retrieval_subjects()),
+        passkey=expand("results/eval/retrieval/{subject}.passkey.csv", subject=SUBJECTS),
+        needles=expand("results/eval/retrieval/{subject}.needles.csv", subject=SUBJECTS),
     output:
         perplexity=report("results/tables/perplexity.csv", caption="../report/tidy.rst", category="Tables"),
         passkey=report("results/tables/passkey.csv", caption="../report/tidy.rst", category="Tables"),
@@ -26,9 +26,8 @@ rule tables:
     params:
         names=TABLES,
         original_length=L0,
-        search_scales=sorted({float(config["stages"][s]["scale"]) for s in search_stages()}),
-        finetuned=[{"model": model_label(s), "method": finetune_label(s), "from": model_label(stage_search(s)["model"]),
-                    "scale": float(config["stages"][s]["scale"])} for s in finetune_stages()],
+        search_scales=PLAN.search_scales(),
+        finetuned=PLAN.finetuned(),
         bootstrap=EVAL["bootstrap"],
     log:
         "logs/tables.log",
@@ -78,8 +77,8 @@ rule plot_passkey:
 
 rule plot_factors:
     input:
-        factors=expand("results/search/{stage}/factors.json", stage=search_stages()),
-        model=base_model_dir(),
+        factors=[SEARCH_RUNS[stage].factors for stage in PLAN.search_stages()],
+        model=BASE_MODEL,
     output:
         report("results/plots/factors.png", caption="../report/factors.rst", category="Search"),
     params:

@@ -1,4 +1,4 @@
-"""Search-fitness throughput with several candidate scalings in one batched forward (longrope.fitness.Replica's
+"""Search-fitness throughput with several candidate scalings in one batched forward (longrope.search.fitness.Replica's
 `batch`): C random LongRoPE candidates — PI-, NTK- and YaRN-equivalent λ with seeded noise, n̂ random — scored on K
 random windows of one length, one by one (batch 1) and B at a time. Reports tokens per second (C · K · length over
 the scoring time), the speed-up over batch 1, the largest relative difference of the fitness values from batch 1's,
@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from transformers import AutoConfig
 
-from longrope.fitness import FitnessSpec, Replica
-from longrope.model import TINY_LLAMA, compute_dtype, rope_geometry, tiny_llama
+from longrope.search.fitness import FitnessSpec, Replica
+from longrope.model import TINY_LLAMA, compute_dtype, tiny_llama
+from longrope.rope import rope_geometry
 from longrope.rope import RopeScaling, equivalent_factors
 
 

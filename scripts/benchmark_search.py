@@ -12,9 +12,11 @@ from pathlib import Path
 
 import torch
 
-from longrope.data import load_tokens, sample_windows
-from longrope.evaluate import perplexity
-from longrope.model import apply_rope_scaling, load_model, next_token_nll
+from longrope.data.tokens import load_tokens
+from longrope.data.windows import sample_windows
+from longrope.evaluation.perplexity import perplexity
+from longrope.model import load_model, next_token_nll
+from longrope.patching import apply_rope_scaling
 from longrope.rope import RopeScaling
 
 

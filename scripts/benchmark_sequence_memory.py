@@ -1,9 +1,9 @@
-"""Peak memory per rank of one window split over N processes (longrope.sequence_parallel), against the planner's
-prediction (longrope.memory), on the embedded default's tiny model in fp32.
+"""Peak memory per rank of one window split over N processes (longrope.parallelism.sequence), against the planner's
+prediction (longrope.parallelism.memory), on the embedded default's tiny model in fp32.
 
 * score: a forward with the chunked loss, no gradients (search fitness, perplexity); a leader and N - 1 followers;
 * train: a forward and backward of one row (a fine-tune's micro-step), N ranks of a torchrun job sharing the row,
-  with the MLP whole or on tiles of --tile tokens (longrope.tiling); the loss is always tiled.
+  with the MLP whole or on tiles of --tile tokens (longrope.patching); the loss is always tiled.
 
 Each (mode, length, N, tile) runs in a fresh process tree. Measured: the growth of each process's peak RSS (VmHWM) over
 its loaded model's, with glibc made to return every freed block of 64 KiB or more at once (MALLOC_MMAP_THRESHOLD_), so
@@ -23,11 +23,12 @@ from pathlib import Path
 
 import torch
 
-from longrope.memory import Architecture, Job, memory
-from longrope.model import TINY_LLAMA, apply_rope_scaling, load_model, next_token_nll, tiny_llama
+from longrope.parallelism.memory import Architecture, Job, memory
+from longrope.model import TINY_LLAMA, load_model, next_token_nll, tiny_llama
+from longrope.patching import apply_rope_scaling
 from longrope.rope import RopeScaling
-from longrope.sequence_parallel import spread, split_sequences
-from longrope.tiling import tile_mlp
+from longrope.parallelism.sequence import spread, split_sequences
+from longrope.patching import tile_mlp
 
 
 def peak_rss(pid: int | str = "self") -> int:
@@ -68,7 +69,7 @@ def train(folder: str, length: int, sequence: int, tile: int) -> list[float] | N
     """A rank of the torchrun job: its growth over one forward and backward; rank 0 gathers every rank's."""
     import torch.distributed as dist
 
-    from longrope.deepspeed_backend import init_process_group
+    from longrope.training.deepspeed_backend import init_process_group
 
     init_process_group()
     model, ids = loaded(folder, length, tile)

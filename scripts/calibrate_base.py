@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from longrope.report import scaling_label
+from longrope.evaluation.report import scaling_label
 
 ROOT = Path(__file__).resolve().parents[1]
 

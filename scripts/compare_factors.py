@@ -11,12 +11,16 @@ import json
 
 import torch
 
-from longrope.data import load_tokenizer, load_tokens, sample_windows
-from longrope.evaluate import perplexity
-from longrope.model import apply_rope_scaling, compute_dtype, load_model
-from longrope.retrieval import passkey_accuracy
-from longrope.rope import RopeScaling, load_factors
-from longrope.stats import paired_bootstrap_ratio
+from longrope.data.tokenizer import load_tokenizer
+from longrope.data.tokens import load_tokens
+from longrope.data.windows import sample_windows
+from longrope.evaluation.perplexity import perplexity
+from longrope.model import compute_dtype, load_model
+from longrope.patching import apply_rope_scaling
+from longrope.evaluation.retrieval import passkey_accuracy
+from longrope.rope import RopeScaling
+from longrope.search.factors import load_factors
+from longrope.evaluation.stats import paired_bootstrap_ratio
 
 
 def cell(value: float, lo: float, hi: float, digits: int = 3) -> str:

@@ -1,7 +1,7 @@
 """Convert the base model's GGUF file into a Hugging Face folder that stock transformers opens."""
 import sys
 
-from longrope.convert import convert_gguf
+from longrope.sources.gguf import convert_gguf
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 

@@ -5,23 +5,19 @@ import sys
 import pandas as pd
 import torch
 
-from longrope.data import load_tokenizer
-from longrope.evaluate import evaluation_lengths
-from longrope.model import apply_rope_scaling, compute_dtype, load_model, saved_scaling
-from longrope.retrieval import needle_score, passkey_accuracy
-from longrope.rope import RopeScaling, load_factors
+from longrope.data.tokenizer import load_tokenizer
+from longrope.evaluation.perplexity import evaluation_lengths
+from longrope.evaluation.retrieval import needle_score, passkey_accuracy
+from longrope.evaluation.subjects import subject_scalings
+from longrope.model import compute_dtype, load_model
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 torch.set_num_threads(snakemake.threads)
 
 p = snakemake.params
-if "factors" in snakemake.input.keys():
-    scaling = load_factors(snakemake.input.factors)
-elif p.scaling is not None:
-    scaling = RopeScaling.from_dict(p.scaling)
-else:  # a fine-tuned model: the scaling saved with it, the one it was trained with (mixed window included)
-    scaling = saved_scaling(snakemake.input.model)
-model = apply_rope_scaling(load_model(snakemake.input.model, attention=p.attention, dtype=compute_dtype(p.dtype)), scaling)
+specs = [(p.label, p.scaling)] if p.scaling is not None else []
+(_, scaling), = subject_scalings(specs, snakemake.input.get("factors"), p.label, snakemake.input.model)
+model = load_model(snakemake.input.model, attention=p.attention, dtype=compute_dtype(p.dtype), scaling=scaling)
 tokenizer = load_tokenizer(snakemake.input.tokenizer)
 subject = {"model": p.model, "method": p.label, "scale": scaling.scale}
 

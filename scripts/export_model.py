@@ -5,17 +5,17 @@ import sys
 import pandas as pd
 import torch
 
-from longrope.data import load_tokenizer
-from longrope.model import apply_rope_scaling, compare_with_stock, compute_dtype, load_model, save_extended
-from longrope.rope import load_factors
+from longrope.data.tokenizer import load_tokenizer
+from longrope.export.hf import compare_with_stock
+from longrope.model import compute_dtype, load_model, save_extended
+from longrope.search.factors import load_factors
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 torch.set_num_threads(snakemake.threads)
 
 p = snakemake.params
 scaling = load_factors(snakemake.input.scaling)
-model = load_model(snakemake.input.model, attention=p.attention)  # float32: the saved weights stay exact
-apply_rope_scaling(model, scaling)
+model = load_model(snakemake.input.model, attention=p.attention, scaling=scaling)  # float32: the weights stay exact
 save_extended(model, scaling, snakemake.output.model)
 load_tokenizer(snakemake.input.tokenizer).save(snakemake.output.model)
 print(f"exported {snakemake.input.model} with {snakemake.input.scaling}: long factors up to {max(scaling.factors):g}, "

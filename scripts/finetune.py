@@ -11,11 +11,14 @@ from pathlib import Path
 
 import torch
 
-from longrope.data import load_tokenizer, load_tokens
-from longrope.model import apply_rope_scaling, compute_dtype, load_model, save_extended
-from longrope.rope import load_factors, mixed_window_scaling
-from longrope.tiling import tile_mlp
-from longrope.train import TorchBackend, TrainConfig, train
+from longrope.data.tokenizer import load_tokenizer
+from longrope.data.tokens import load_tokens
+from longrope.model import load_model, save_extended, training_precision
+from longrope.patching import tile_mlp
+from longrope.plan import FinetuneSettings
+from longrope.rope import mixed_window_scaling
+from longrope.search.factors import load_factors
+from longrope.training.loop import TorchBackend, TrainConfig, train
 
 TRAIN_KEYS = ("steps", "batch_size", "micro_batch_size", "lr", "warmup_steps", "schedule", "min_lr_ratio", "betas",
               "weight_decay", "grad_clip", "seed", "checkpoint_every", "passkey_fraction", "sampling")
@@ -33,39 +36,39 @@ parser.add_argument("--sequence", type=int, default=1, help="ranks that share ea
 args = parser.parse_args()
 
 settings = json.loads(args.settings)
-torch.set_num_threads(settings["threads"])
+dtype = settings.pop("dtype")  # compute.dtype as configured; resolved here, on the machine that trains
+settings = FinetuneSettings.from_dict(settings)
+torch.set_num_threads(settings.threads)
 scaling = load_factors(args.scaling)
 short = {}
-if settings["mixed_window"]:
+if settings.mixed_window:
     # LongRoPE2's mixed context window: short rows of at most L0 tokens train under the original RoPE (a short set
     # of ones), long rows under the searched λ; the model is saved with this scaling, so loading it applies both.
     scaling = mixed_window_scaling(scaling)
-    short = {"short_fraction": settings["mixed_window"]["fraction"],
-             "short_len": settings["mixed_window"].get("length") or scaling.original_length}
-cfg = TrainConfig(seq_len=settings.get("seq_len") or scaling.target_length, **short,
-                  **{k: settings[k] for k in TRAIN_KEYS})
+    short = {"short_fraction": settings.mixed_window["fraction"],
+             "short_len": settings.mixed_window.get("length") or scaling.original_length}
+cfg = TrainConfig(seq_len=settings.seq_len or scaling.target_length, **short,
+                  **{k: getattr(settings, k) for k in TRAIN_KEYS})
 gpu = torch.cuda.is_available()
 # bf16 autocast over fp32 weights where compute.dtype chooses bfloat16 (GPUs, CPUs with bf16 matrix units).
-auto = "bf16" if compute_dtype(settings["dtype"]) == torch.bfloat16 else "fp32"
-precision = auto if settings["precision"] == "auto" else settings["precision"]
+precision = training_precision(settings.precision, dtype)
 # Everything that can be wrong is checked before the first step: the DeepSpeed JSON, the model folder, and that
 # the factors fit this model's head size and really change its forward.
-if args.sequence > 1 and not settings["deepspeed"]:
+if args.sequence > 1 and not settings.deepspeed:
     sys.exit(f"--sequence {args.sequence} needs a deepspeed config: the ranks that share a row are DeepSpeed's")
-if settings["deepspeed"]:
-    from longrope.deepspeed_backend import DeepSpeedBackend
-    from longrope.deepspeed_config import load_deepspeed_config
+if settings.deepspeed:
+    from longrope.training.deepspeed_backend import DeepSpeedBackend
+    from longrope.training.deepspeed_config import load_deepspeed_config
 
-    deepspeed_config = load_deepspeed_config(settings["deepspeed"])
-model = load_model(args.model, attention=settings["attention"])
-apply_rope_scaling(model, scaling)
-if settings["gradient_checkpointing"] is True or (settings["gradient_checkpointing"] == "auto" and gpu):
+    deepspeed_config = load_deepspeed_config(settings.deepspeed)
+model = load_model(args.model, attention=settings.attention, scaling=scaling)
+if settings.gradient_checkpointing is True or (settings.gradient_checkpointing == "auto" and gpu):
     model.gradient_checkpointing_enable()
-if settings["tile_mlp"]:
-    tile_mlp(model, settings["tile_mlp"])
+if settings.tile_mlp:
+    tile_mlp(model, settings.tile_mlp)
 print(f"fine-tuning {args.model} at {cfg.seq_len} tokens with {args.scaling} ({precision}); {cfg}", file=sys.stderr)
 
-backend = (DeepSpeedBackend(model, cfg, deepspeed_config, precision, args.sequence) if settings["deepspeed"]
+backend = (DeepSpeedBackend(model, cfg, deepspeed_config, precision, args.sequence) if settings.deepspeed
            else TorchBackend(model, cfg, precision))
 tokenizer = load_tokenizer(args.tokenizer)
 print(f"backend: {type(backend).__name__}, {backend.world_size} process(es), {args.sequence} per row", file=sys.stderr)

@@ -6,17 +6,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from longrope.report import (MEASUREMENT_KEYS, PairedWindows, ablation, extended_models, finetune_effect, latex,
-                             markdown, n_hat_effect, needle_table, passkey_table, perplexity_by_length,
-                             search_vs_baselines, short_recovery, unique_measurements)
+from longrope.evaluation.records import read_records
+from longrope.evaluation.report import (PairedWindows, ablation, extended_models, finetune_effect, latex, markdown, n_hat_effect,
+                                       needle_table, passkey_table, perplexity_by_length, search_vs_baselines,
+                                       short_recovery)
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 p = snakemake.params
-tidy = {key: pd.concat([pd.read_csv(f) for f in snakemake.input[key]], ignore_index=True)
-        for key in ("perplexity", "windows", "passkey", "needles")}
-tidy["perplexity"] = unique_measurements(tidy["perplexity"], MEASUREMENT_KEYS, "ppl")
-tidy["windows"] = unique_measurements(tidy["windows"], MEASUREMENT_KEYS + ["start"], "nll")
+tidy = {key: pd.concat([pd.read_csv(f) for f in snakemake.input[key]], ignore_index=True) for key in ("passkey", "needles")}
+tidy["perplexity"], tidy["windows"] = read_records(snakemake.input.perplexity, snakemake.input.windows)
 for key, frame in tidy.items():
     frame.to_csv(snakemake.output[key], index=False)
 ppl = tidy["perplexity"]

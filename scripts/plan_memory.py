@@ -4,7 +4,7 @@
 
 The model's shapes come from base_model.path/config.json, else from config/paper/architectures/<folder name>.json
 (the public config.json values of the paper's models), else from the `pretrain` section (the tiny default).
-Assumes the GPU run: bf16 and gradient checkpointing where the config says `auto`. Figures from longrope.memory.
+Assumes the GPU run: bf16 and gradient checkpointing where the config says `auto`. Figures from longrope.parallelism.memory.
 """
 import argparse
 import json
@@ -13,8 +13,8 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-from longrope.deepspeed_config import load_deepspeed_config
-from longrope.memory import GIB, Architecture, Job, memory, smallest_sequence
+from longrope.training.deepspeed_config import load_deepspeed_config
+from longrope.parallelism.memory import GIB, Architecture, Job, memory, smallest_sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 GPUS_PER_NODE = 8  # search and evaluation replicas stay on one node

@@ -1,11 +1,12 @@
 """The paper-style plots: perplexity against length, the passkey heat-map, λ per frequency pair."""
-import json
 import sys
 
 import pandas as pd
 
-from longrope.model import rope_geometry
-from longrope.report import plot_factors, plot_passkey, plot_perplexity
+from longrope.search.factors import FoundFactors
+from longrope.rope import rope_geometry
+from longrope.evaluation.report import plot_factors, plot_passkey, plot_perplexity
+from longrope.search.factors import FoundFactors
 from longrope.rope import RopeScaling, critical_dimension, equivalent_factors
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
@@ -21,10 +22,9 @@ else:  # plot_factors: the searched set of each stage (the short set for a recov
     head_dim, base = rope_geometry(AutoConfig.from_pretrained(snakemake.input.model))
     runs, references = {}, {}
     for path in snakemake.input.factors:
-        found = json.loads(open(path).read())
-        scaling = RopeScaling.from_dict(found["scaling"])
-        name = f"{found['stage']} (s = {found['scale']:g})"
-        runs[name] = list(scaling.short_factors or scaling.factors)
-        references[name] = {m: equivalent_factors(RopeScaling(m, found["original_length"], found["target_length"]),
+        found = FoundFactors.load(path)
+        name = f"{found.stage} (s = {found.scale:g})"
+        runs[name] = list(found.searched)
+        references[name] = {m: equivalent_factors(RopeScaling(m, found.original_length, found.target_length),
                                                   head_dim, base).tolist() for m in ("pi", "ntk", "yarn")}
-    plot_factors(runs, references, out, critical_dimension(head_dim, base, found["original_length"]), **p.style)
+    plot_factors(runs, references, out, critical_dimension(head_dim, base, found.original_length), **p.style)

@@ -4,9 +4,10 @@ import sys
 
 import torch
 
-from longrope.data import load_tokenizer, load_tokens
+from longrope.data.tokenizer import load_tokenizer
+from longrope.data.tokens import load_tokens
 from longrope.model import tiny_llama
-from longrope.train import TrainConfig, train
+from longrope.training.loop import TrainConfig, train
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "a", buffering=1)
 torch.set_num_threads(snakemake.threads)

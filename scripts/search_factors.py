@@ -8,47 +8,34 @@ import numpy as np
 from tqdm import tqdm
 from transformers import AutoConfig
 
-from longrope.data import load_tokenizer, load_tokens, needle_windows, sample_windows
-from longrope.fitness import FitnessPool, FitnessSpec
-from longrope.model import compute_dtype, rope_geometry
-from longrope.report import plot_convergence
-from longrope.rope import RopeScaling, critical_dimension, equivalent_factors, load_factors
-from longrope.search import config_from_settings, search
+from longrope.data.tokenizer import load_tokenizer
+from longrope.data.tokens import load_tokens
+from longrope.evaluation.report import plot_convergence
+from longrope.model import compute_dtype, dtype_name
+from longrope.plan import SearchSettings
+from longrope.rope import RopeScaling, critical_dimension, equivalent_factors, rope_geometry
+from longrope.search.engine import search
+from longrope.search.factors import FoundFactors, load_factors
+from longrope.search.fitness import FitnessPool, FitnessSpec
+from longrope.search.windows import fitness_lengths, fitness_windows
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "a", buffering=1)
 
 p = snakemake.params
+settings = SearchSettings.from_dict(p.search)
 L0, target = p.original_length, round(p.scale * p.original_length)
 # Secondary search (paper §3.3): search λ₂ for the remaining ratio on top of an earlier stage's λ_ft and keep
 # λ_ft ⊙ λ₂. Recovery (paper §3.3, Table 10): search the short factor set, used up to this stage's length, for an
-# earlier stage's long factors (same attention factor, as Phi-3), at L0 and at this stage's length (one length when
-# they coincide: a short set for sequences within L0, as for a 2x extension).
+# earlier stage's long factors (same attention factor, as Phi-3), at L0 and at this stage's length.
 # A plain search starts from plain RoPE.
-mode = p.search["mode"]
+mode = settings.mode
 earlier = load_factors(snakemake.input.base_factors) if mode != "plain" else None
 carried = np.asarray(earlier.factors) if mode == "secondary" else 1.0
 ratio = p.scale / earlier.scale if mode == "secondary" else p.scale
-cfg = config_from_settings(p.search, ratio)
+cfg = settings.engine_config(ratio)
 head_dim, base = rope_geometry(AutoConfig.from_pretrained(snakemake.input.model, local_files_only=True))
-fitness_lengths = sorted({L0, target}) if mode == "recovery" else [target]
 tokens, tokenizer = load_tokens(snakemake.input.tokens), load_tokenizer(snakemake.input.tokenizer)
-
-
-def fitness_windows(length: int):
-    """(windows, scored tokens or None for all) at one fitness length, from the fitness half only. needle_ppl
-    (LongRoPE2) scores the recalled digits of needles planted ≥ L0 earlier; a window too short to hold the needles
-    and their recall (a recovery search at L0) is scored on all its tokens."""
-    seed = [p.search["seed"], length]
-    if p.search["fitness"] == "needle_ppl":
-        try:
-            needles = needle_windows(tokens, tokenizer, length, p.search["samples"], seed, L0, p.search["needles"])
-            return needles.ids, needles.scored
-        except ValueError as error:
-            print(f"{length} tokens: plain perplexity ({error})")
-    return sample_windows(tokens, length, p.search["samples"], seed=seed), None
-
-
-windows, scored = zip(*map(fitness_windows, fitness_lengths))
+windows, scored = zip(*(fitness_windows(tokens, tokenizer, n, settings, L0) for n in fitness_lengths(mode, L0, target)))
 
 
 def scaling(c) -> RopeScaling:
@@ -60,9 +47,10 @@ def scaling(c) -> RopeScaling:
 
 seeds = [equivalent_factors(RopeScaling(m, L0, round(ratio * L0)), head_dim, base).tolist() for m in ("pi", "ntk", "yarn")]
 # Perplexity at the fitness length (the geometric mean over both lengths for a recovery search), on
-# search.workers model replicas of `sequence` processes each; the first PI scaling verifies that the patch reaches each replica's forward.
-spec = FitnessSpec(snakemake.input.model, p.attention, RopeScaling("pi", L0, target), windows,
-                   compute_dtype(p.dtype), scored)
+# search.workers model replicas of `sequence` processes each; the first PI scaling verifies that the patch reaches
+# each replica's forward.
+dtype = compute_dtype(p.dtype)
+spec = FitnessSpec(snakemake.input.model, p.attention, RopeScaling("pi", L0, target), windows, dtype, scored)
 bar = tqdm(total=cfg.generations + 1, desc=f"search_{p.stage}", file=sys.stderr)
 
 
@@ -73,20 +61,17 @@ def progress(record):
 
 
 Path(p.work_dir).mkdir(parents=True, exist_ok=True)
-with FitnessPool(spec, p.search["workers"], snakemake.threads, p.sequence, p.search["batch"]) as pool:
+with FitnessPool(spec, settings.workers, snakemake.threads, p.sequence, settings.batch) as pool:
     result = search(lambda candidates, windows: pool([scaling(c) for c in candidates], windows), seeds, cfg,
                     Path(p.work_dir) / "search_log.jsonl", progress)
 bar.close()
 
-best = scaling(result.best)
-np.savetxt(snakemake.output.factors, np.asarray(result.best.factors if mode == "recovery" else best.factors))
-Path(snakemake.output.json).write_text(json.dumps({
-    "stage": p.stage, "scaling": best.to_dict(), "attention_factor": best.attention_scale,
-    "original_length": L0, "target_length": target, "scale": p.scale, "fitness_ppl": result.best_fitness,
-    "fitness_samples": p.search["samples"], "evaluations": result.evaluations, "cache_hits": result.cache_hits,
-    "search": {**p.search, "ceiling_value": cfg.ceiling}, "model": str(snakemake.input.model),
-    "critical_dimension": critical_dimension(head_dim, base, L0),
-}, indent=2))
+FoundFactors(
+    stage=p.stage, scaling=scaling(result.best), scale=p.scale, fitness_ppl=result.best_fitness,
+    fitness_samples=settings.samples, evaluations=result.evaluations, cache_hits=result.cache_hits,
+    search={**settings.to_dict(), "ceiling_value": cfg.ceiling}, model=str(snakemake.input.model),
+    critical_dimension=critical_dimension(head_dim, base, L0), dtype=dtype_name(dtype),
+).save(snakemake.output.json, snakemake.output.factors)
 shutil.copy(Path(p.work_dir) / "search_log.jsonl", snakemake.output.log)
 plot_convergence(result.history, snakemake.output.plot, title=f"search_{p.stage} (s = {p.scale:g})")
 shutil.rmtree(p.work_dir)

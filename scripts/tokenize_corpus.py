@@ -3,7 +3,9 @@ import sys
 
 import numpy as np
 
-from longrope.data import encode_documents, load_tokenizer, read_book, split_heldout
+from longrope.data.corpus import encode_documents, read_book, split_heldout
+from longrope.data.tokenizer import load_tokenizer
+from longrope.data.tokens import save_tokens
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
@@ -14,5 +16,5 @@ regions = [split_heldout(encode_documents(tokenizer, [read_book(p)]), snakemake.
 fitness = np.concatenate([f for f, _ in regions])
 evaluation = np.concatenate([e for _, e in regions])
 for name, tokens in [("train", train), ("fitness", fitness), ("evaluation", evaluation)]:
-    np.save(snakemake.output[name], tokens)
+    save_tokens(snakemake.output[name], tokens)
     print(f"{name}: {len(tokens):,} tokens")

@@ -1,7 +1,8 @@
 """Train (BPE), declare (bytes) or copy (a pretrained model's own) the tokenizer, as a Hugging Face tokenizer folder."""
 import sys
 
-from longrope.data import load_tokenizer, read_book, train_tokenizer
+from longrope.data.corpus import read_book
+from longrope.data.tokenizer import load_tokenizer, train_tokenizer
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 

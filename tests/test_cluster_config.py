@@ -128,7 +128,7 @@ def test_a_real_model_brings_its_own_tokenizer(tmp_path, tiny_model):
 
 
 def read_heldout_start(n):
-    from longrope.data import book_path, read_book
+    from longrope.data.corpus import book_path, read_book
 
     config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
     return read_book(book_path(ROOT / config["data"]["corpus_dir"], config["data"]["heldout_books"][0]))[:n]

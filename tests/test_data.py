@@ -3,9 +3,10 @@ import re
 import numpy as np
 import pytest
 
-from longrope.data import (Tokenizer, byte_tokenizer, encode_documents, list_books, load_tokenizer, needle_windows,
-                           passkey_prompt, passkey_training_example, read_book, book_path, sample_windows,
-                           samples_for_length, split_heldout, train_tokenizer, window_starts)
+from longrope.data.corpus import encode_documents, list_books, read_book, book_path, split_heldout
+from longrope.data.prompts import passkey_prompt, passkey_training_example
+from longrope.data.tokenizer import Tokenizer, byte_tokenizer, load_tokenizer, train_tokenizer
+from longrope.data.windows import needle_windows, sample_windows, samples_for_length, window_starts
 from conftest import ROOT
 
 CORPUS = ROOT / "data" / "corpus"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from longrope.data import byte_tokenizer
+from longrope.data.tokenizer import byte_tokenizer
 from longrope.rope import RopeScaling
 
 SETTINGS = {"steps": 4, "batch_size": 2, "micro_batch_size": None, "seq_len": None, "lr": 1e-3, "warmup_steps": 1,

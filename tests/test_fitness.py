@@ -1,13 +1,13 @@
-"""longrope.fitness: fitness spread over several model replicas gives exactly the one-replica search; batched
+"""longrope.search.fitness: fitness spread over several model replicas gives exactly the one-replica search; batched
 candidates, the first windows and scored masks score as their definitions one by one."""
 import time
 
 import numpy as np
 import pytest
 
-from longrope.fitness import FitnessPool, FitnessSpec
+from longrope.search.fitness import FitnessPool, FitnessSpec
 from longrope.rope import RopeScaling
-from longrope.search import SearchConfig, search
+from longrope.search.engine import SearchConfig, search
 
 
 @pytest.fixture
@@ -75,8 +75,9 @@ def five_candidates():
 
 def one_by_one(spec, scalings, windows=None):
     """The definition: evaluate.perplexity of each scaling on each length, geometric mean over lengths."""
-    from longrope.evaluate import perplexity
-    from longrope.model import apply_rope_scaling, load_model
+    from longrope.evaluation.perplexity import perplexity
+    from longrope.model import load_model
+    from longrope.patching import apply_rope_scaling
 
     model = load_model(spec.model, attention=spec.attention)
     scored = spec.scored or (None,) * len(spec.windows)

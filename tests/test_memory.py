@@ -1,4 +1,4 @@
-"""longrope.memory and scripts/plan_memory.py: parameter counts of the paper's models, and paper configs that use the
+"""longrope.parallelism.memory and scripts/plan_memory.py: parameter counts of the paper's models, and paper configs that use the
 planner's answers."""
 import json
 import re
@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from longrope.memory import Architecture, Job, memory, sequence_split_error, smallest_sequence
+from longrope.parallelism.memory import Architecture, Job, memory, sequence_split_error, smallest_sequence
 
 ARCHITECTURES = ROOT / "config" / "paper" / "architectures"
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from longrope.evaluate import perplexity
-from longrope.model import (RopeNotAppliedError, ScaledRotaryEmbedding, apply_rope_scaling, load_model,
-                            next_token_nll, pick_attention)
+from longrope.evaluation.perplexity import perplexity
+from longrope.model import load_model, next_token_nll, pick_attention
+from longrope.patching import RopeNotAppliedError, ScaledRotaryEmbedding, apply_rope_scaling
 from longrope.rope import RopeScaling
 
 

@@ -9,12 +9,15 @@ import pytest
 import torch
 import yaml
 
-from longrope.convert import convert_gguf
-from longrope.data import encode_documents, load_tokenizer, read_book, book_path
-from longrope.evaluate import perplexity
-from longrope.fetch import fetch_wheel_member, file_sha256
-from longrope.model import apply_rope_scaling, compare_with_stock, load_model, save_extended
-from longrope.retrieval import greedy, passkey_accuracy
+from longrope.sources.gguf import convert_gguf
+from longrope.data.corpus import encode_documents, read_book, book_path
+from longrope.data.tokenizer import load_tokenizer
+from longrope.evaluation.perplexity import perplexity
+from longrope.sources.wheel import fetch_wheel_member, file_sha256
+from longrope.export.hf import compare_with_stock
+from longrope.model import load_model, save_extended
+from longrope.patching import apply_rope_scaling
+from longrope.evaluation.retrieval import greedy, passkey_accuracy
 from longrope.rope import RopeScaling, equivalent_factors
 from conftest import ROOT
 

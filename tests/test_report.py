@@ -6,10 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from longrope.report import (MEASUREMENT_KEYS, PairedWindows, ablation, extended_models, finetune_effect, latex,
-                             markdown, needle_table, passkey_table, perplexity_by_length, search_vs_baselines,
-                             short_recovery, unique_measurements)
-from longrope.stats import perplexity_interval, wilson_interval
+from longrope.evaluation.records import MEASUREMENT_KEYS, unique_measurements
+from longrope.evaluation.report import (PairedWindows, ablation, extended_models, finetune_effect, latex, markdown, needle_table, passkey_table, perplexity_by_length, search_vs_baselines, short_recovery)
+from longrope.evaluation.stats import perplexity_interval, wilson_interval
 
 DIFFICULTY = np.array([-0.3, -0.2, -0.1, 0.0, 0.0, 0.1, 0.2, 0.3])  # shared by the rows at a length: same windows
 

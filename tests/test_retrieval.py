@@ -3,10 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from longrope.data import byte_tokenizer
-from longrope.evaluate import perplexity, sliding_perplexity
-from longrope.retrieval import (NEEDLE_TASKS, first_integer, greedy, needle_example, passkey_correct, passkey_trials,
-                                string_match_all)
+from longrope.data.tokenizer import byte_tokenizer
+from longrope.evaluation.perplexity import perplexity, sliding_perplexity
+from longrope.evaluation.retrieval import (NEEDLE_TASKS, first_integer, greedy, needle_example, passkey_correct, passkey_trials, string_match_all)
 
 
 @pytest.mark.parametrize("output, key, correct", [

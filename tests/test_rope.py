@@ -9,8 +9,7 @@ from transformers import LlamaConfig, Phi3Config
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
-from longrope.rope import (METHODS, RopeScaling, critical_dimension, equivalent_factors, mixed_window_scaling,
-                           yarn_ramp, yarn_range)
+from longrope.rope import (METHODS, RopeScaling, critical_dimension, equivalent_factors, mixed_window_scaling, yarn_ramp, yarn_range)
 
 # Phi-3-mini-128k-instruct, longrope-method.md §8.1: v2 = June 2024 "longrope" config, v1 = April 2024 "su" config
 PHI3_LONG_V2 = [

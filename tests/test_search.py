@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from longrope.search import Candidate, SearchConfig, config_from_settings, search, snap
+from longrope.search.engine import Candidate, SearchConfig, config_from_settings, search, snap
 
 ROOT = Path(__file__).resolve().parents[1]
 N_HATS = (0, 1, 2, 4, 8, 16)
@@ -147,7 +147,7 @@ def test_log_from_another_config_or_seeds_is_refused(tmp_path):
 
 KILLED_SEARCH = """
 import sys, time
-from longrope.search import SearchConfig, search
+from longrope.search.engine import SearchConfig, search
 from tests.test_search import SEEDS, SMALL, ramp_fitness
 def slow(batch, windows):
     time.sleep(0.05)

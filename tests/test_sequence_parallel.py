@@ -1,4 +1,4 @@
-"""longrope.sequence_parallel: one sequence split over two CPU ranks (gloo) scores and trains as on one rank."""
+"""longrope.parallelism.sequence: one sequence split over two CPU ranks (gloo) scores and trains as on one rank."""
 import json
 import sys
 
@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 from test_finetune import finetune, inputs  # noqa: F401  (a fixture)
 
-from longrope.fitness import FitnessPool, FitnessSpec
+from longrope.search.fitness import FitnessPool, FitnessSpec
 from longrope.rope import RopeScaling
 
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from longrope.stats import paired_bootstrap_ratio, perplexity_interval, t_quantile, wilson_interval
+from longrope.evaluation.stats import paired_bootstrap_ratio, perplexity_interval, t_quantile, wilson_interval
 
 SIMULATIONS = 2000
 

@@ -1,4 +1,4 @@
-"""Sequence tiling (longrope.tiling, longrope.model.token_nll): the same losses and gradients as untiled, with the
+"""Sequence tiling (longrope.patching, longrope.model.token_nll): the same losses and gradients as untiled, with the
 tiles recomputed in the backward instead of kept."""
 import copy
 
@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from longrope.model import apply_rope_scaling, next_token_nll, token_nll
+from longrope.model import next_token_nll, token_nll
+from longrope.patching import apply_rope_scaling
 from longrope.rope import RopeScaling
-from longrope.tiling import tile_mlp
+from longrope.patching import tile_mlp
 
 
 def loss_and_gradients(model, ids):

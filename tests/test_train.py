@@ -14,14 +14,14 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT
-from longrope.data import byte_tokenizer
-from longrope.train import TrainConfig, train
+from longrope.data.tokenizer import byte_tokenizer
+from longrope.training.loop import TrainConfig, train
 
 # A child process that trains a tiny model; each batch is slowed down so the parent can kill it mid-run.
 CHILD = """
 import sys, time, numpy as np, torch
-import longrope.train as T
-from longrope.data import byte_tokenizer
+import longrope.training.loop as T
+from longrope.data.tokenizer import byte_tokenizer
 from longrope.model import tiny_llama
 torch.set_num_threads(1)
 work, out, delay, backend = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
@@ -34,7 +34,7 @@ cfg = T.TrainConfig(steps=40, batch_size=4, seq_len=32, lr=3e-3, warmup_steps=5,
                     seed=7, weight_decay=0.01, **mixed)
 model = tiny_llama(258, 32, 2, 2, 64, 500.0, 32, seed=0)
 if backend == "deepspeed":
-    from longrope.deepspeed_backend import DeepSpeedBackend
+    from longrope.training.deepspeed_backend import DeepSpeedBackend
     backend = DeepSpeedBackend(model, cfg, {"zero_optimization": {"stage": 1}})
 else:
     backend = T.TorchBackend(model, cfg)
@@ -147,7 +147,7 @@ def test_mixed_window_rows_split_evenly_over_processes_and_micro_batches():
 
 
 def test_batches_are_a_function_of_seed_and_step():
-    from longrope.train import batch_at
+    from longrope.training.loop import batch_at
 
     tokens = np.arange(10_000) % 256
     cfg = TrainConfig(steps=10, batch_size=8, seq_len=128, lr=1e-3, passkey_fraction=0.25, seed=3)
@@ -194,7 +194,7 @@ def test_gradient_accumulation_equals_the_whole_batch(tiny_model):
 
 
 def test_block_sampling_takes_whole_chunks():
-    from longrope.train import batch_at
+    from longrope.training.loop import batch_at
 
     tokens = np.arange(1000)
     cfg = TrainConfig(steps=5, batch_size=6, seq_len=100, lr=1e-3, sampling="blocks")
@@ -205,7 +205,7 @@ def test_block_sampling_takes_whole_chunks():
 
 
 def test_deepspeed_config_is_completed_from_the_training_settings():
-    from longrope.deepspeed_config import fill_deepspeed_config, load_deepspeed_config
+    from longrope.training.deepspeed_config import fill_deepspeed_config, load_deepspeed_config
 
     cfg = TrainConfig(steps=5, batch_size=32, seq_len=128, lr=2e-5, betas=(0.9, 0.999), micro_batch_size=1)
     zero3 = fill_deepspeed_config(load_deepspeed_config(ROOT / "config" / "deepspeed" / "zero3_offload.json"),
@@ -220,7 +220,7 @@ def test_deepspeed_config_is_completed_from_the_training_settings():
 
 
 def test_broken_deepspeed_config_is_named(tmp_path):
-    from longrope.deepspeed_config import load_deepspeed_config
+    from longrope.training.deepspeed_config import load_deepspeed_config
 
     (tmp_path / "bad.json").write_text("{\"zero_optimization\": ")
     with pytest.raises(ValueError, match="bad.json is not valid JSON"):
@@ -237,7 +237,7 @@ FACTORS = (1.0, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.0)  # the tiny model's 8 rotary 
 
 
 def test_mixed_window_batches_are_a_function_of_seed_and_step():
-    from longrope.train import batch_at
+    from longrope.training.loop import batch_at
 
     tokens = np.arange(10_000) % 256
     cfg = TrainConfig(steps=10, batch_size=8, seq_len=128, lr=1e-3, passkey_fraction=0.5, seed=3, sampling="blocks",
@@ -252,7 +252,7 @@ def test_mixed_window_batches_are_a_function_of_seed_and_step():
 
 
 def test_mixed_window_rows_see_the_original_rope_and_long_rows_the_searched_factors(tmp_path, tiny_model):
-    from longrope.model import apply_rope_scaling
+    from longrope.patching import apply_rope_scaling
     from longrope.rope import RopeScaling, mixed_window_scaling
 
     scaling = mixed_window_scaling(RopeScaling("longrope", 32, 64, factors=FACTORS))
@@ -282,7 +282,7 @@ def test_mixed_window_step_loss_is_the_mean_over_rows(tmp_path, tiny_model):
     import copy
 
     from longrope.model import next_token_nll
-    from longrope.train import TorchBackend, batch_at
+    from longrope.training.loop import TorchBackend, batch_at
 
     class Recording(TorchBackend):
         def step(self):
@@ -309,7 +309,7 @@ def test_mixed_window_training_resumes_to_the_same_weights(tmp_path, tiny_model,
     """A run that dies at step 5 and is restarted ends with the weights of one that never stopped."""
     import copy
 
-    import longrope.train as T
+    import longrope.training.loop as T
 
     tokens = np.random.default_rng(0).integers(0, 256, 5000).astype(np.uint16)
     cfg = TrainConfig(steps=6, batch_size=4, seq_len=32, lr=1e-3, checkpoint_every=2, seed=5, short_fraction=0.5,

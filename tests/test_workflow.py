@@ -140,7 +140,8 @@ def test_test_config_runs_end_to_end(test_config_run):
     # The exported model: stock transformers, no custom code, gives our logits below and above the switch length.
     from transformers import AutoModelForCausalLM
 
-    from longrope.model import apply_rope_scaling, load_model
+    from longrope.model import load_model
+    from longrope.patching import apply_rope_scaling
     from longrope.rope import RopeScaling
 
     final = json.loads((tmp_path / "results" / "search" / config["export"]["stage"] / "factors.json").read_text())
@@ -157,7 +158,7 @@ def test_test_config_runs_end_to_end(test_config_run):
     # …and its tokenizer folder opens in stock transformers and encodes as ours
     from transformers import AutoTokenizer
 
-    from longrope.data import load_tokenizer
+    from longrope.data.tokenizer import load_tokenizer
 
     stock_tokenizer = AutoTokenizer.from_pretrained(tmp_path / "results" / "export" / "model", local_files_only=True)
     ours_tokenizer = load_tokenizer(tmp_path / "results" / "data" / "tokenizer")

@@ -63,7 +63,7 @@ class Job:
     offload_optimizer: bool = False
     checkpointing: bool = False
     loss_chunk: int = 4096       # tokens whose logits the loss holds at once (longrope.model.token_nll)
-    tile_mlp: int | None = None  # tokens per MLP tile (longrope.tiling), None = the whole shard at once
+    tile_mlp: int | None = None  # tokens per MLP tile (longrope.patching), None = the whole shard at once
 
 
 def memory(a: Architecture, job: Job) -> dict[str, float]:

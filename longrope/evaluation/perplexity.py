@@ -6,9 +6,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .model import next_token_nll
-from .rope import RopeScaling
-from .stats import exp_nll, perplexity_interval
+from longrope.evaluation.stats import exp_nll, perplexity_interval
+from longrope.model import next_token_nll
+from longrope.rope import RopeScaling
 
 
 def evaluation_lengths(scaling: RopeScaling, lengths: list[int], beyond_target: float) -> list[int]:

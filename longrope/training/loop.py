@@ -17,8 +17,8 @@ import torch
 from safetensors.torch import load_model, save_model
 from tqdm import tqdm
 
-from .data import passkey_training_example
-from .model import next_token_nll
+from longrope.data.prompts import passkey_training_example
+from longrope.model import next_token_nll
 
 SCHEDULES = ("cosine", "linear", "constant")
 

@@ -2,9 +2,9 @@
 over the tokens a mask marks (needle-driven fitness, data.needle_windows) — on one model replica or spread over
 several.
 
-Several replicas are worker processes (`python -m longrope.fitness`), as the official search runs one evaluator
+Several replicas are worker processes (`python -m longrope.search.fitness`), as the official search runs one evaluator
 process per device group; each generation's candidates are split over them. With `sequence` N > 1 a replica spans
-N processes: it leads N - 1 followers that each hold a shard of every window (longrope.sequence_parallel). With
+N processes: it leads N - 1 followers that each hold a shard of every window (longrope.parallelism.sequence). With
 `batch` B > 1 a replica scores up to B candidates in one forward: B copies of a window, row b under candidate b's
 scaling (ScaledRotaryEmbedding with one scaling per row; the leader hands the followers the same rows). Rows never
 mix, so the scores are the one-by-one scores up to the rounding of kernels that block by batch size (identical in
@@ -27,11 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .evaluate import check_scored, window_nll
-from .model import apply_rope_scaling, load_model, next_token_nll
-from .rope import RopeScaling
-from .sequence_parallel import spread
-from .stats import exp_nll
+from longrope.evaluation.perplexity import check_scored, window_nll
+from longrope.evaluation.stats import exp_nll
+from longrope.model import load_model, next_token_nll
+from longrope.parallelism.sequence import spread
+from longrope.patching import apply_rope_scaling
+from longrope.rope import RopeScaling
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class FitnessPool:
         per_process = max(1, threads // (workers * sequence))
         self._local = Replica(spec, 0, per_process, sequence, batch) if workers == 1 else None
         self._workers = [] if workers == 1 else [
-            subprocess.Popen([sys.executable, "-m", "longrope.fitness", str(i), str(per_process), str(sequence),
+            subprocess.Popen([sys.executable, "-m", "longrope.search.fitness", str(i), str(per_process), str(sequence),
                               str(batch)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=_file_or_none(sys.stderr))
             for i in range(workers)

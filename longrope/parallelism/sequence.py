@@ -31,19 +31,22 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .memory import sequence_split_error
-from .model import ScaledRotaryEmbedding, apply_rope_scaling, load_model, token_nll
+from longrope.model import dtype_name, load_model, token_nll
+from longrope.parallelism.memory import sequence_split_error
+from longrope.patching import (
+    ScaledRotaryEmbedding,
+    apply_rope_scaling,
+    plain_attention_kernel,
+    replace_attention_kernel,
+)
 
 IGNORE = -100  # cross_entropy's ignore_index: the padding's targets
-_PLAIN_KERNELS: dict = {}  # transformers' attention functions as they were before our wrapper replaced them
 
 
 class SequenceParallel:
     """The sharded forward and loss of `model` over `group`; attached as `model.sequence_parallel`."""
 
     def __init__(self, model, group):
-        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
         error = sequence_split_error(model.config.num_attention_heads, model.config.num_key_value_heads,
                                      dist.get_world_size(group))
         if error:
@@ -54,8 +57,8 @@ class SequenceParallel:
         self.group, self.rank, self.size = group, dist.get_rank(group), dist.get_world_size(group)
         self.sharded = False
         self._config, self._ulysses = model.config, {}
-        self._kernel = _PLAIN_KERNELS.setdefault(kernel, ALL_ATTENTION_FUNCTIONS[kernel])
-        ALL_ATTENTION_FUNCTIONS[kernel] = self._attention
+        self._kernel = plain_attention_kernel(kernel)
+        replace_attention_kernel(kernel, self._attention)
 
     def next_token_nll(self, model, ids: torch.Tensor, chunk_size: int) -> torch.Tensor:
         """Every rank of the group passes the same `ids` (B, T) and gets the whole (B, T-1) NLL; its backward sums
@@ -89,7 +92,9 @@ class SequenceParallel:
     def _ulysses_for(self, batch: int):
         """DeepSpeed's attention, one per batch size (it checks the shapes it is given against it)."""
         if batch not in self._ulysses:
-            from deepspeed.runtime.sequence_parallel.ulysses_sp import UlyssesSPAttentionHF
+            from deepspeed.runtime.sequence_parallel.ulysses_sp import (
+                UlyssesSPAttentionHF,
+            )
 
             c = self._config
             self._ulysses[batch] = UlyssesSPAttentionHF(
@@ -165,9 +170,9 @@ def spread(model, folder: str, size: int, threads: int) -> None:
     with socket.socket() as s:  # a free port for this group alone
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    dtype = dtype_name(next(model.parameters()).dtype)
     followers = [subprocess.Popen(
-        [sys.executable, "-m", "longrope.sequence_parallel", folder, model.config._attn_implementation, dtype,
+        [sys.executable, "-m", "longrope.parallelism.sequence", folder, model.config._attn_implementation, dtype,
          str(rank), str(size), str(port), str(threads), _device_after(device, rank)])
         for rank in range(1, size)]
     model.sequence_parallel = _Leader(model, _join(0, size, port), followers)
@@ -207,7 +212,7 @@ def _follow(folder: str, attention: str, dtype: str, rank: int, size: int, port:
 
 
 def _placeholder(model):
-    from .rope import RopeScaling
+    from longrope.rope import RopeScaling
 
     length = model.config.max_position_embeddings
     return RopeScaling(original_length=length, target_length=length)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import fill_to_length, passkey_prompt
-from .stats import wilson_interval
+from longrope.data.prompts import fill_to_length, passkey_prompt
+from longrope.evaluation.stats import wilson_interval
 
 # ---------------------------------------------------------------------------------------------
 # Scoring

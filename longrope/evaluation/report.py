@@ -8,8 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .stats import paired_bootstrap_ratio, wilson_interval  # noqa: E402
-
+from longrope.evaluation.stats import paired_bootstrap_ratio, wilson_interval  # noqa: E402
 
 BASELINES = ("pi", "ntk", "dynamic_ntk", "yarn")
 KEY = ["study", "model", "method", "scale", "n_hat", "length"]  # one perplexity row of the tidy results
@@ -70,23 +69,6 @@ def latex(frame: pd.DataFrame, digits: int = 2) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Tables (numbers with their intervals; CSVs keep the bounds as columns)
-
-
-MEASUREMENT_KEYS = ["study", "model", "method", "scale", "n_hat", "length"]  # what one row of the tidy CSV measures
-
-
-def unique_measurements(frame: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
-    """`frame` with each measurement once. Two search runs with the same model, scale and settings (a stage that
-    repeats another's search to fine-tune differently, e.g. with a mixed window) evaluate the same factors on the
-    same windows, so their rows agree and one is kept; rows that share a key but not the value cannot be told
-    apart in the tables, which is an error."""
-    groups = frame.groupby(keys, dropna=False)[value]
-    clash = groups.nunique() > 1
-    if clash.any():
-        raise ValueError(f"different {value} values for the same {', '.join(keys)}: {clash[clash].index.tolist()[:3]} "
-                         "(two search runs of one model at one scale found different factors; give them different "
-                         "models or scales)")
-    return frame.drop_duplicates(keys, ignore_index=True)
 
 
 class PairedWindows:

@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .deepspeed_config import fill_deepspeed_config
-from .model import next_token_nll
-from .sequence_parallel import split_sequences
-from .train import TrainConfig, parameter_groups
+from longrope.model import next_token_nll
+from longrope.parallelism.sequence import split_sequences
+from longrope.training.deepspeed_config import fill_deepspeed_config
+from longrope.training.loop import TrainConfig, parameter_groups
 
 CHECKPOINT_TAG = "deepspeed"
 
@@ -43,7 +43,7 @@ def slurm_rank_environment(env) -> dict:
 
 class DeepSpeedBackend:
     """The TorchBackend interface over a DeepSpeed engine; checkpoints are DeepSpeed's own (sharded) format.
-    With `sequence` N > 1, each N consecutive ranks share every row (longrope.sequence_parallel); DeepSpeed, unaware
+    With `sequence` N > 1, each N consecutive ranks share every row (longrope.parallelism.sequence); DeepSpeed, unaware
     of it, averages gradients over all ranks, which the sharded loss's backward accounts for."""
 
     def __init__(self, model, cfg: TrainConfig, config: dict, precision: str = "fp32", sequence: int = 1):

@@ -1,0 +1,90 @@
+"""Windows of a token region drawn by seed, and needle-driven fitness windows (LongRoPE2)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from string import ascii_lowercase
+
+import numpy as np
+
+# ---------------------------------------------------------------------------------------------
+# Windows
+
+
+def window_starts(region: int, length: int, n: int, seed: int | list[int]) -> np.ndarray:
+    """Sorted first-token offsets of `n` non-overlapping windows of `length` in a region of `region` tokens,
+    slots chosen by `seed`: the same (region, length, n, seed) always gives the same windows, so every model
+    and scaling evaluated at a length is scored on identical text and comparisons can pair."""
+    slots = region // length
+    if n > slots:
+        raise ValueError(f"region of {region} tokens holds only {slots} windows of {length}, {n} asked for")
+    return np.sort(np.random.default_rng(seed).choice(slots, size=n, replace=False)) * length
+
+
+def sample_windows(tokens: np.ndarray, length: int, n: int, seed: int | list[int]) -> np.ndarray:
+    """The windows of `window_starts` as an (n, length) int64 array."""
+    return np.stack([tokens[s : s + length] for s in window_starts(len(tokens), length, n, seed)]).astype(np.int64)
+
+
+def samples_for_length(length: int, max_samples: int, tokens_per_length: int, min_samples: int, region: int) -> int:
+    """Windows to score at one length: enough for `tokens_per_length` scored tokens (a window scores length - 1),
+    so short lengths get many cheap windows; at least `min_samples` (an interval needs several windows), at most
+    `max_samples`, and never more than the `region` of tokens holds."""
+    wanted = min(max_samples, max(min_samples, math.ceil(tokens_per_length / max(1, length - 1))))
+    return max(1, min(wanted, region // length))
+
+
+# ---------------------------------------------------------------------------------------------
+# Needle-driven fitness (LongRoPE2): perplexity only over tokens that need distant context
+
+NEEDLE_STATEMENT = "\nThe secret number of {name} is {value}.\n"
+
+
+@dataclass(frozen=True)
+class NeedleWindows:
+    ids: np.ndarray     # (n, length) int64
+    scored: np.ndarray  # (n, length) bool: the tokens whose NLL counts, the recalled digits
+
+
+def needle_windows(tokens: np.ndarray, tokenizer, length: int, n: int, seed: int | list[int],
+                   original_length: int, needles: int = 4) -> NeedleWindows:
+    """`n` windows of exactly `length` tokens of `tokens` (the fitness half only) with key–value statements planted
+    far before a recall block that repeats them; only the recalled digits are scored.
+
+    Window i starts where sample_windows' window i does (window_starts, same seed). A generator seeded with the
+    seed's first child (np.random.SeedSequence(seed).spawn(1)[0], apart from the slots' draws) then draws, window by
+    window: `needles` names (a capital from A–Z without replacement, so they differ, then 5 lowercase letters),
+    their values (integers in [10000, 100000)), the insertion depths, and the recall order (a permutation).
+    Statement m is the tokens of NEEDLE_STATEMENT for name m and value m, encoded alone; R = their total length.
+    The haystack is the window's first length − 2R tokens h; statement m is inserted before haystack token d_m,
+    the depths d_m sorted draws from [0, limit], limit = |h| − original_length so that at least original_length
+    haystack tokens separate every statement from the recall block (limit = |h| // 2, the first half, when
+    |h| < original_length). The recall block, the last R tokens, is the statements again in the drawn order.
+    `scored` marks the recall block's tokens whose text contains a digit: token t is predicted from ids[:t], so its
+    NLL is next_token_nll's entry t − 1 (evaluate.window_nll). Raises when 2R > length.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    ids, scored = np.zeros((n, length), dtype=np.int64), np.zeros((n, length), dtype=bool)
+    for i, start in enumerate(window_starts(len(tokens), length, n, seed)):
+        names = [ascii_lowercase[first].upper() + "".join(ascii_lowercase[c] for c in rng.integers(0, 26, 5))
+                 for first in rng.choice(26, needles, replace=False)]
+        statements = [tokenizer.encode(NEEDLE_STATEMENT.format(name=name, value=value))
+                      for name, value in zip(names, rng.integers(10000, 100000, needles))]
+        hay = length - 2 * sum(map(len, statements))
+        if hay < 0:
+            raise ValueError(f"{needles} needle statements and their recall need {length - hay} tokens, "
+                             f"more than the window's {length}")
+        limit = hay - original_length if hay >= original_length else hay // 2
+        depths = np.sort(rng.integers(0, limit + 1, needles))
+        recall = [statements[m] for m in rng.permutation(needles)]
+        haystack = tokens[start : start + hay]
+        pieces, cut = [], 0
+        for depth, statement in zip(depths, statements):
+            pieces += [haystack[cut:depth], statement]
+            cut = depth
+        ids[i] = np.concatenate([*pieces, haystack[cut:], *recall])
+        digits = [any(ch.isdigit() for ch in tokenizer.decode([t])) for statement in recall for t in statement]
+        scored[i, length - len(digits):] = digits
+    return NeedleWindows(ids, scored)
+
+

@@ -1,0 +1,35 @@
+"""The Hugging Face export: a stock-transformers checkpoint of the extended model, and the check that stock
+transformers reproduces this package's forward on it.
+
+May import: longrope.rope, longrope.model.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from longrope.model import load_model, pick_attention
+
+
+@torch.no_grad()
+def compare_with_stock(folder: str | Path, lengths: list[int], dtype: torch.dtype = torch.float32) -> list[dict]:
+    """Stock transformers (no custom code) against this package on an exported folder, one row per length: the
+    largest difference of the last hidden states over all positions and of the logits at the last 64 positions
+    (a full T × vocabulary logits matrix does not fit at long lengths for a real vocabulary)."""
+    from transformers import AutoModelForCausalLM
+
+    stock = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype,
+                                                 attn_implementation=pick_attention()).eval()
+    ours = load_model(folder, dtype=dtype)
+    rows = []
+    for length in lengths:
+        ids = torch.randint(0, stock.config.vocab_size, (1, length), generator=torch.Generator().manual_seed(length))
+        hidden = [m.model(input_ids=ids, use_cache=False).last_hidden_state for m in (stock, ours)]
+        logits = [m.lm_head(h[:, -64:]) for m, h in zip((stock, ours), hidden)]
+        rows.append({"length": length, "dtype": str(dtype).removeprefix("torch."),
+                     "max_abs_diff_hidden": (hidden[0] - hidden[1]).abs().max().item(),
+                     "max_abs_diff_logits": (logits[0] - logits[1]).abs().max().item(),
+                     "identical": torch.equal(hidden[0], hidden[1]) and torch.equal(logits[0], logits[1])})
+    return rows
+

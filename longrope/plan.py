@@ -1,0 +1,563 @@
+"""The plan: a workflow config validated once and turned into typed, frozen settings.
+
+`Plan.load(config, workflow_dir)` fills the schema's defaults (config/schema.yaml, as `snakemake.utils.validate`
+does), merges each stage's search and fine-tune settings over the top-level blocks, resolves paths relative to the
+workflow, and runs every cross-key check the schema cannot express; each error names its key. The Snakefile builds
+it once (rules/common.smk) and hands its pieces to rules as plain data; scripts rebuild the piece they get with
+`SearchSettings.from_dict` / `FinetuneSettings.from_dict`, which re-merge and re-default nothing.
+
+The compute dtype stays the config's request ('auto', 'float32', 'bfloat16'): it is resolved by
+`longrope.model.compute_dtype` on the machine that runs the job, because a cluster's submitting node may have no GPU.
+
+May import: yaml, jsonschema, longrope.search.engine (SearchConfig validates the search settings),
+longrope.parallelism.memory (the heads check), longrope.training.deepspeed_config, longrope.data.corpus. No torch.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from longrope.data.corpus import list_books
+from longrope.parallelism.memory import sequence_split_error
+from longrope.search.engine import CEILING_RULES, SearchConfig
+from longrope.training.deepspeed_config import load_deepspeed_config
+
+TOKENIZER = "results/data/tokenizer"  # a Hugging Face tokenizer folder
+CONVERTED_BASE = "results/base/model"  # the base model pretrained or converted from a GGUF here
+
+
+class PlanError(ValueError):
+    """A config that cannot run; the message names the offending key."""
+
+
+def _from_dict(cls, settings: dict):
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(settings) - names)
+    if unknown:
+        raise PlanError(f"{cls.__name__}: unknown keys {', '.join(unknown)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """One search run's settings: the top-level `search:` block, halved above halve_above_scale, then the stage's."""
+
+    mode: str
+    population: int
+    mutations: int
+    crossovers: int
+    parents: int
+    generations: int
+    mutation_prob: float
+    ceiling: str | float
+    n_hat: tuple[int, ...]
+    samples: int
+    fitness: str
+    needles: int
+    batch: int
+    seed: int
+    early_stop_window: int | None
+    fidelity: tuple[int, ...]
+    promote: float
+    threads: int
+    workers: int
+    halve_above_scale: float
+    ablation: bool
+    model: str = "base"
+    base_stage: str | None = None
+
+    from_dict = classmethod(_from_dict)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def ceiling_value(self, scale: float) -> float:
+        return CEILING_RULES[self.ceiling](scale) if isinstance(self.ceiling, str) else float(self.ceiling)
+
+    def engine_config(self, scale: float) -> SearchConfig:
+        """The engine's settings for a search of `scale` (the remaining ratio of a secondary search)."""
+        return SearchConfig(
+            ceiling=self.ceiling_value(scale), population=self.population, mutations=self.mutations,
+            crossovers=self.crossovers, parents=self.parents, generations=self.generations,
+            mutation_prob=self.mutation_prob, n_hat_candidates=self.n_hat, early_stop_window=self.early_stop_window,
+            seed=self.seed, fidelity=self.fidelity, promote=self.promote)
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """One stage's fine-tune settings: the top-level `finetune:` block, then the stage's own keys."""
+
+    steps: int
+    batch_size: int
+    micro_batch_size: int | None
+    seq_len: int | None
+    lr: float
+    warmup_steps: int
+    schedule: str
+    min_lr_ratio: float
+    betas: tuple[float, float]
+    weight_decay: float
+    grad_clip: float
+    seed: int
+    checkpoint_every: int
+    passkey_fraction: float
+    sampling: str
+    mixed_window: dict | None
+    deepspeed: str | None  # absolute path of the DeepSpeed JSON
+    processes: int
+    precision: str
+    gradient_checkpointing: str | bool
+    tile_mlp: int | None
+    attention: str
+    threads: int
+    start: str = "base"  # the config's `from`: 'base' or an earlier fine-tuned stage
+
+    @classmethod
+    def from_dict(cls, settings: dict) -> FinetuneSettings:
+        settings = dict(settings)
+        if "from" in settings:
+            settings["start"] = settings.pop("from")
+        return _from_dict(cls, settings)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @property
+    def label(self) -> str:
+        """Method label of the fine-tuned model under the scaling it was trained with."""
+        return "longrope_mixed" if self.mixed_window else "longrope"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    scale: float
+    search: SearchSettings | None
+    finetune: FinetuneSettings | None
+    sequence: int  # ranks sharing each window of this stage's search fitness and fine-tuning
+    resources: dict = field(default_factory=dict)  # kind (search | finetune) -> the stage's own resources
+
+
+@dataclass(frozen=True)
+class SearchRun:
+    """A search rule: a stage's search, or its λ-only twin (n̂ fixed at 0) for the paper's Table 11."""
+
+    name: str
+    stage: Stage
+    settings: SearchSettings
+
+    @property
+    def rule(self) -> str:
+        return f"{'recovery' if self.settings.mode == 'recovery' else 'search'}_{self.name}"
+
+    @property
+    def label(self) -> str:
+        if self.name.endswith("_lambda"):
+            return "longrope_lambda"
+        return "longrope_short" if self.settings.mode == "recovery" else "longrope"
+
+    @property
+    def folder(self) -> str:
+        return f"results/search/{self.name}"
+
+    @property
+    def factors(self) -> str:
+        return f"{self.folder}/factors.json"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A passkey and needle subject: a model folder and the scaling it runs with — a baseline `scaling` (a
+    RopeScaling dict), a search's `factors` file, or neither (the scaling saved with the model)."""
+
+    name: str
+    model: str  # label: base, ft_<stage>
+    path: str
+    method: str
+    factors: str | None = None
+    scaling: dict | None = None
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    source: str  # path (a Hugging Face folder), gguf (converted here) or pretrain (the tiny model, trained here)
+    folder: str
+    original_length: int
+    gguf: str | None
+    fetch: dict | None
+    heads: tuple[int, int] | None  # (attention heads, KV heads), None until a GGUF is converted
+
+
+@dataclass(frozen=True)
+class Plan:
+    config: dict  # the validated config, defaults filled: what Snakemake's `config` holds
+    workflow_dir: Path
+    base: BaseModel
+    stages: dict[str, Stage]
+    evaluation: dict
+    dtype: str  # compute.dtype as requested; resolved per job by longrope.model.compute_dtype
+    export_stage: str | None
+
+    # -- building -------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, config: dict, workflow_dir: str | Path) -> Plan:
+        """Validate `config` (filling its defaults in place, as Snakemake's validate) and build the plan."""
+        workflow_dir = Path(workflow_dir)
+        _validate_schema(config, workflow_dir / "config" / "schema.yaml")
+        base = _base_model(config)
+        stages = {}
+        for name, spec in config["stages"].items():
+            stages[name] = Stage(
+                name, float(spec["scale"]),
+                _search_settings(config, name) if "search" in spec else None,
+                _finetune_settings(config, name, workflow_dir) if "finetune" in spec else None,
+                spec.get("parallel", {}).get("sequence", 1), spec.get("resources", {}))
+        plan = cls(config, workflow_dir, base, stages, config["evaluation"], config["compute"]["dtype"],
+                   (config.get("export") or {}).get("stage"))
+        _check(plan)
+        return plan
+
+    # -- the stage graph -------------------------------------------------------------------------
+
+    @property
+    def original_length(self) -> int:
+        return self.base.original_length
+
+    @property
+    def corpus(self) -> Path:
+        return self.workflow_dir / self.config["data"]["corpus_dir"]
+
+    def books(self, key: str) -> list[str]:
+        """Book names (globs expanded, sorted) of data.train_books or data.heldout_books."""
+        return list_books(self.corpus, self.config["data"][key])
+
+    def search_stages(self) -> list[str]:
+        return [name for name, stage in self.stages.items() if stage.search]
+
+    def finetune_stages(self) -> list[str]:
+        return [name for name, stage in self.stages.items() if stage.finetune]
+
+    def search_runs(self) -> dict[str, SearchRun]:
+        """Every search stage, plus its λ-only twin when search.ablation is on and n̂ is searched."""
+        runs = {}
+        for name in self.search_stages():
+            stage = self.stages[name]
+            runs[name] = SearchRun(name, stage, stage.search)
+            if stage.search.ablation and stage.search.n_hat != (0,):
+                twin = SearchSettings.from_dict({**stage.search.to_dict(), "n_hat": [0]})
+                runs[f"{name}_lambda"] = SearchRun(f"{name}_lambda", stage, twin)
+        return runs
+
+    def n_hat_stages(self) -> list[str]:
+        """Stages whose target gets the n̂ study of plain RoPE baselines on the base model (paper Table 2)."""
+        return [name for name in self.search_stages() if self.stages[name].search.mode == "plain"]
+
+    def model_dir(self, ref: str) -> str:
+        """Folder of the model a config names: 'base', or a stage whose fine-tuned model it is."""
+        return self.base.folder if ref == "base" else f"results/finetune/{ref}/model"
+
+    @staticmethod
+    def model_label(ref: str) -> str:
+        return "base" if ref == "base" else f"ft_{ref}"
+
+    def final_scale(self) -> float:
+        return max(stage.scale for stage in self.stages.values())
+
+    def search_scales(self) -> list[float]:
+        return sorted({self.stages[name].scale for name in self.search_stages()})
+
+    def extension_scales(self) -> list[float]:
+        """Stage scales past L0: where baselines are evaluated (at scale 1 every baseline is plain RoPE)."""
+        return sorted({stage.scale for stage in self.stages.values()} - {1.0})
+
+    def scaling_spec(self, method: str, scale: float, n_hat: int = 0) -> dict:
+        """A RopeScaling as a plain dict (rule params must be plain data to be tracked)."""
+        L0 = self.original_length
+        return {"method": method, "original_length": L0, "target_length": round(scale * L0), "n_hat": n_hat}
+
+    def baseline_scalings(self, method: str) -> list[tuple[str, dict]]:
+        """(label, scaling) of a baseline at every stage's scale; plain RoPE once, at scale 1."""
+        scales = [1.0] if method == "none" else self.extension_scales()
+        return [(method, self.scaling_spec(method, s)) for s in scales]
+
+    def n_hat_scalings(self, stage: str) -> list[tuple[str, dict]]:
+        """PI and dynamic NTK at a stage's scale with each n̂ of evaluation.n_hat_study (paper Table 2)."""
+        scale = self.stages[stage].scale
+        return [(m, self.scaling_spec(m, scale, k)) for m in ("pi", "dynamic_ntk") for k in self.evaluation["n_hat_study"]]
+
+    def retrieval_subjects(self) -> dict[str, Subject]:
+        """The base model under plain RoPE and each of evaluation.passkey.baselines at the final scale, the base model
+        with the factors searched on it (no fine-tuning), every fine-tuned model with the scaling it was trained
+        with, and the exported model."""
+        subjects = {}
+        for method in ["none", *self.evaluation["passkey"]["baselines"]]:
+            scaling = self.scaling_spec(method, 1.0 if method == "none" else self.final_scale())
+            subjects[f"base_{method}"] = Subject(f"base_{method}", "base", self.base.folder, method, scaling=scaling)
+        for name, run in self.search_runs().items():
+            if run.settings.model == "base" and run.settings.mode == "plain" and not name.endswith("_lambda"):
+                subjects[f"search_{name}"] = Subject(f"search_{name}", "base", self.base.folder, "longrope",
+                                                     factors=run.factors)
+        for name in self.finetune_stages():
+            subjects[f"ft_{name}"] = Subject(f"ft_{name}", self.model_label(name), self.model_dir(name),
+                                             self.stages[name].finetune.label)
+        if self.export_stage:
+            run = self.search_runs()[self.export_stage]
+            subjects["final"] = Subject("final", self.model_label(run.settings.model), self.model_dir(run.settings.model),
+                                        run.label, factors=run.factors)
+        return subjects
+
+    def finetuned(self) -> list[dict]:
+        """Each fine-tuned model, the method it is evaluated under, the model its factors were searched on."""
+        return [{"model": self.model_label(name), "method": self.stages[name].finetune.label,
+                 "from": self.model_label(self.stages[name].search.model), "scale": self.stages[name].scale}
+                for name in self.finetune_stages()]
+
+    # -- jobs ------------------------------------------------------------------------------------
+
+    def sequence_ranks(self, stage: str | None = None) -> int:
+        """parallel.sequence of a stage (its search and fine-tune jobs), or of the evaluation jobs (stage None)."""
+        if stage is None:
+            return self.evaluation.get("parallel", {}).get("sequence", 1)
+        return self.stages[stage].sequence
+
+    def job_resources(self, kind: str | None = None, stage: str | None = None) -> dict:
+        """Cluster resources of a heavy job: the top-level `resources:`, then the stage's `resources.<kind>` (kind:
+        search or finetune) over it; a perplexity job (kind evaluate) gets resources.gpu × evaluation.parallel.sequence
+        GPUs. Local runs ignore them; the SLURM profile turns them into sbatch options."""
+        spec = dict(self.config["resources"])
+        if kind == "evaluate" and spec.get("gpu"):
+            spec["gpu"] *= self.sequence_ranks()
+        if stage is not None:
+            spec.update(self.stages[stage].resources.get(kind, {}))
+        if kind == "finetune" and spec.get("nodes", 1) > 1:
+            # The rule's own srun starts the ranks (launcher()), so the job runs its command directly (`mpi`), with
+            # one task per rank, each with the stage's threads, and on GPU jobs one task per GPU (the plugin would
+            # otherwise read `tasks` as tasks per GPU).
+            settings = self.stages[stage].finetune
+            spec.update(mpi="srun", tasks=spec["nodes"] * settings.processes)
+            if spec.get("gpu") or "gpu" in spec.get("gres", ""):
+                spec["tasks_per_gpu"] = 1
+            if "cpus_per_gpu" not in spec:
+                spec["cpus_per_task"] = settings.threads
+        return spec
+
+    def launcher(self, stage: str) -> str:
+        """One process runs the fine-tune script with this Python; several on one node are started by torchrun (gloo
+        or NCCL); on several nodes srun starts every rank inside the job's allocation (SLURM_PROCID → RANK)."""
+        n, nodes = self.stages[stage].finetune.processes, self.job_resources("finetune", stage).get("nodes", 1)
+        if nodes > 1:
+            return f"srun --nodes {nodes} --ntasks-per-node {n} {sys.executable}"
+        return sys.executable if n == 1 else f"{sys.executable} -m torch.distributed.run --standalone --nproc_per_node {n}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+
+
+def _validate_schema(config: dict, schema_path: Path) -> None:
+    """JSON-schema validation that fills defaults, as snakemake.utils.validate (draft 2020-12)."""
+    from jsonschema import Draft202012Validator, ValidationError, validators
+
+    schema = yaml.safe_load(schema_path.read_text())
+    check_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        for name, subschema in properties.items():
+            if "default" in subschema:
+                instance.setdefault(name, subschema["default"])
+        yield from check_properties(validator, properties, instance, schema)
+
+    Validator = validators.extend(Draft202012Validator, {"properties": set_defaults})
+    try:
+        Validator(schema).validate(config)
+    except ValidationError as error:
+        where = ".".join(map(str, error.absolute_path)) or "config"
+        raise PlanError(f"{where}: {error.message}") from None
+
+
+def _base_model(config: dict) -> BaseModel:
+    base = config["base_model"]
+    path, gguf = base["path"], base["gguf"]
+    if path is not None and gguf is not None:
+        raise PlanError("base_model: set path (a Hugging Face folder) or gguf (a GGUF file to convert), not both")
+    if path is not None and not Path(path, "config.json").is_file():
+        raise PlanError(f"base_model.path: model directory '{path}' does not exist or has no config.json")
+    if base["fetch"] and gguf is None:
+        raise PlanError("base_model.fetch extracts a GGUF file: base_model.gguf must name where it goes")
+    if gguf is not None and not base["fetch"] and not Path(gguf).is_file():
+        raise PlanError(f"base_model.gguf: '{gguf}' does not exist (and no base_model.fetch brings it)")
+    source = "path" if path else "gguf" if gguf else "pretrain"
+    if source == "pretrain" and "pretrain" not in config:
+        raise PlanError("base_model.path and base_model.gguf are null, so a 'pretrain' section is required to "
+                        "build the base model")
+    heads = None
+    if source == "pretrain":
+        heads = (config["pretrain"]["model"]["num_heads"],) * 2
+    elif source == "path":
+        architecture = json.loads(Path(path, "config.json").read_text())
+        if "num_attention_heads" in architecture:
+            n = architecture["num_attention_heads"]
+            heads = (n, architecture.get("num_key_value_heads") or n)
+    return BaseModel(source, path or CONVERTED_BASE, base["original_length"], gguf, base["fetch"], heads)
+
+
+def _search_settings(config: dict, stage: str) -> SearchSettings:
+    settings = dict(config["search"])
+    if config["stages"][stage]["scale"] > settings["halve_above_scale"]:  # the paper's rule for windows over 512k
+        for key in ("population", "mutations", "crossovers"):
+            settings[key] = max(1, settings[key] // 2)
+    return SearchSettings.from_dict({"model": "base", **settings, **config["stages"][stage]["search"]})
+
+
+def _finetune_settings(config: dict, stage: str, workflow_dir: Path) -> FinetuneSettings:
+    settings = {"from": "base", **config["finetune"], **config["stages"][stage]["finetune"]}
+    if settings["deepspeed"]:  # relative to the workflow, like data.corpus_dir
+        settings["deepspeed"] = str(workflow_dir / settings["deepspeed"])
+    return FinetuneSettings.from_dict(settings)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-key checks the JSON schema cannot express
+
+
+def _check(plan: Plan) -> None:
+    _check_data(plan)
+    _check_search(plan)
+    _check_finetune(plan)
+    _check_resources(plan)
+    _check_sequence_parallel(plan)
+    if plan.export_stage is not None and plan.export_stage not in plan.search_stages():
+        raise PlanError(f"export.stage must name a search stage, got {plan.export_stage!r}")
+
+
+def _check_data(plan: Plan) -> None:
+    tok, base = plan.config["data"]["tokenizer"], plan.base
+    if tok["kind"] == "bpe" and "vocab_size" not in tok:
+        raise PlanError("data.tokenizer.vocab_size is required when data.tokenizer.kind is 'bpe'")
+    if tok["kind"] == "pretrained" and not (base.gguf or (base.source == "path"
+                                                          and Path(base.folder, "tokenizer.json").is_file())):
+        path = base.folder if base.source == "path" else None
+        raise PlanError(f"data.tokenizer.kind 'pretrained' reads tokenizer.json from base_model.path "
+                        f"(or the model converted from base_model.gguf), but '{path}' has none")
+    books = {}
+    for key in ("train_books", "heldout_books"):
+        try:
+            books[key] = plan.books(key)
+        except FileNotFoundError as error:
+            raise PlanError(f"data.{key}: {error}") from None
+    evaluation = plan.evaluation
+    if evaluation["min_samples"] > evaluation["max_samples"]:
+        raise PlanError(f"evaluation.min_samples ({evaluation['min_samples']}) exceeds evaluation.max_samples "
+                        f"({evaluation['max_samples']})")
+    overlap = set(books["train_books"]) & set(books["heldout_books"])
+    if overlap:
+        raise PlanError(f"data: held-out books also in train_books: {', '.join(sorted(overlap))}")
+
+
+def _check_model_ref(plan: Plan, ref: str, stage: str, key: str) -> None:
+    """A stage's model is the base model or the fine-tuned model of an earlier stage."""
+    order = list(plan.stages)
+    if ref != "base" and (ref not in plan.finetune_stages() or order.index(ref) >= order.index(stage)):
+        raise PlanError(f"{key} must be 'base' or an earlier stage with a finetune section, got {ref!r}")
+
+
+def _check_search(plan: Plan) -> None:
+    order = list(plan.stages)
+    for name in plan.search_stages():
+        settings, scale, key = plan.stages[name].search, plan.stages[name].scale, f"stages.{name}.search"
+        _check_model_ref(plan, settings.model, name, f"{key}.model")
+        if settings.mode in ("secondary", "recovery"):
+            earlier = settings.base_stage
+            if earlier not in plan.search_stages() or order.index(earlier) >= order.index(name):
+                raise PlanError(f"{key}.base_stage must name an earlier search stage, got {earlier!r}")
+            if settings.mode == "secondary":
+                scale /= plan.stages[earlier].scale
+        if settings.mode == "recovery":
+            if isinstance(settings.ceiling, str):
+                raise PlanError(f"{key}: a recovery search needs a reduced numeric ceiling")
+            if settings.n_hat != (0,):
+                raise PlanError(f"{key}.n_hat: a recovery search keeps base_stage's n̂; set n_hat: [0]")
+        try:
+            settings.engine_config(scale)
+        except ValueError as error:
+            raise PlanError(f"{key}: {error}") from None
+        if settings.fidelity and settings.fidelity[-1] >= settings.samples:
+            raise PlanError(f"{key}.fidelity {list(settings.fidelity)}: every rung must score fewer windows than "
+                            f"samples ({settings.samples}), which the last rung scores")
+
+
+def _check_finetune(plan: Plan) -> None:
+    for name in plan.finetune_stages():
+        if name not in plan.search_stages():
+            raise PlanError(f"stages.{name}.finetune needs stages.{name}.search: it trains with those factors")
+        settings = plan.stages[name].finetune
+        _check_model_ref(plan, settings.start, name, f"stages.{name}.finetune.from")
+        nodes = plan.job_resources("finetune", name).get("nodes", 1)
+        for key, value in ((f"stages.{name}.finetune.processes", settings.processes),
+                           (f"stages.{name}.resources.finetune.nodes", nodes)):
+            if value > 1 and not settings.deepspeed:
+                raise PlanError(f"{key} > 1 needs a deepspeed config")
+        length = (settings.mixed_window or {}).get("length")
+        if length is not None and length > plan.original_length:
+            raise PlanError(f"stages.{name}.finetune.mixed_window.length {length} exceeds "
+                            f"base_model.original_length {plan.original_length}: short windows must fit the original "
+                            "context")
+        ranks = settings.processes * nodes
+        gpus = plan.job_resources("finetune", name).get("gpu")
+        if gpus and gpus != ranks:
+            raise PlanError(f"stages.{name}.resources.finetune.gpu is {gpus}, but fine-tuning runs {ranks} "
+                            f"processes (finetune.processes × nodes), one per GPU")
+        if settings.deepspeed:
+            try:
+                load_deepspeed_config(settings.deepspeed)
+            except (OSError, ValueError) as error:
+                raise PlanError(f"stages.{name}.finetune.deepspeed: {error}") from None
+
+
+def _check_resources(plan: Plan) -> None:
+    resource_sets = [("resources", None, None)]
+    for name, stage in plan.stages.items():
+        for kind in stage.resources:
+            if getattr(stage, kind) is None:
+                raise PlanError(f"stages.{name}.resources.{kind}: the stage has no {kind} section")
+            resource_sets.append((f"stages.{name}.resources.{kind}", kind, name))
+    for key, kind, stage in resource_sets:
+        spec = plan.job_resources(kind, stage)
+        if spec.get("gpu") and spec.get("gres"):
+            raise PlanError(f"{key}: set gpu or gres, not both (the top-level resources are merged in)")
+        if spec.get("nodes", 1) > 1 and kind != "finetune":
+            raise PlanError(f"{key}.nodes: only fine-tuning spans several nodes")
+
+
+def _check_sequence_parallel(plan: Plan) -> None:
+    """parallel.sequence: the heads split over the ranks, a kernel that masks causally by itself, and jobs whose
+    GPUs and ranks agree with it."""
+    for name in [None, *plan.stages]:
+        n = plan.sequence_ranks(name)
+        key = "evaluation.parallel.sequence" if name is None else f"stages.{name}.parallel.sequence"
+        if n == 1:
+            continue
+        error = plan.base.heads and sequence_split_error(*plan.base.heads, n)
+        if error:
+            raise PlanError(f"{key} = {n}: {error}")
+        stage = plan.stages.get(name)
+        attentions = [plan.evaluation["attention"]] if stage is None or stage.search else []
+        if stage is not None and stage.finetune:
+            attentions.append(stage.finetune.attention)
+        if "eager" in attentions:
+            raise PlanError(f"{key} = {n} needs sdpa or flash_attention_2 attention, not eager")
+        if stage is not None and stage.search:
+            workers, gpus = stage.search.workers, plan.job_resources("search", name).get("gpu")
+            if gpus and gpus != workers * n:
+                raise PlanError(f"stages.{name}.resources.search.gpu is {gpus}, but the search runs {workers * n} "
+                                f"processes (search.workers × parallel.sequence), one per GPU")
+        if stage is not None and stage.finetune:
+            ranks = stage.finetune.processes * plan.job_resources("finetune", name).get("nodes", 1)
+            if ranks % n:
+                raise PlanError(f"{key} = {n} must divide the fine-tune's {ranks} ranks (finetune.processes × "
+                                f"nodes): each group of {n} ranks shares one row")
