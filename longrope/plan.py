@@ -205,11 +205,13 @@ class Plan:
     # -- building -------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, config: dict, workflow_dir: str | Path) -> Plan:
-        """Validate `config` (filling its defaults in place, as Snakemake's validate) and build the plan."""
+    def load(cls, config: dict, workflow_dir: str | Path, require_files: bool = True) -> Plan:
+        """Validate `config` (filling its defaults in place, as Snakemake's validate) and build the plan.
+        `require_files=False` is for planning a cluster's run from elsewhere (longrope.tools.plan_memory): the
+        base model's folder, its GGUF and tokenizer and the books need not exist here."""
         workflow_dir = Path(workflow_dir)
         _validate_schema(config, workflow_dir / "config" / "schema.yaml")
-        base = _base_model(config)
+        base = _base_model(config, require_files)
         stages = {}
         for name, spec in config["stages"].items():
             stages[name] = Stage(
@@ -219,7 +221,7 @@ class Plan:
                 spec.get("parallel", {}).get("sequence", 1), spec.get("resources", {}))
         plan = cls(config, workflow_dir, base, stages, config["evaluation"], config["compute"]["dtype"],
                    (config.get("export") or {}).get("stage"))
-        _check(plan)
+        _check(plan, require_files)
         return plan
 
     # -- the stage graph -------------------------------------------------------------------------
@@ -380,16 +382,16 @@ def _validate_schema(config: dict, schema_path: Path) -> None:
         raise PlanError(f"{where}: {error.message}") from None
 
 
-def _base_model(config: dict) -> BaseModel:
+def _base_model(config: dict, require_files: bool) -> BaseModel:
     base = config["base_model"]
     path, gguf = base["path"], base["gguf"]
     if path is not None and gguf is not None:
         raise PlanError("base_model: set path (a Hugging Face folder) or gguf (a GGUF file to convert), not both")
-    if path is not None and not Path(path, "config.json").is_file():
+    if require_files and path is not None and not Path(path, "config.json").is_file():
         raise PlanError(f"base_model.path: model directory '{path}' does not exist or has no config.json")
     if base["fetch"] and gguf is None:
         raise PlanError("base_model.fetch extracts a GGUF file: base_model.gguf must name where it goes")
-    if gguf is not None and not base["fetch"] and not Path(gguf).is_file():
+    if require_files and gguf is not None and not base["fetch"] and not Path(gguf).is_file():
         raise PlanError(f"base_model.gguf: '{gguf}' does not exist (and no base_model.fetch brings it)")
     source = "path" if path else "gguf" if gguf else "pretrain"
     if source == "pretrain" and "pretrain" not in config:
@@ -398,7 +400,7 @@ def _base_model(config: dict) -> BaseModel:
     heads = None
     if source == "pretrain":
         heads = (config["pretrain"]["model"]["num_heads"],) * 2
-    elif source == "path":
+    elif source == "path" and Path(path, "config.json").is_file():
         architecture = json.loads(Path(path, "config.json").read_text())
         if "num_attention_heads" in architecture:
             n = architecture["num_attention_heads"]
@@ -425,8 +427,8 @@ def _finetune_settings(config: dict, stage: str, workflow_dir: Path) -> Finetune
 # Cross-key checks the JSON schema cannot express
 
 
-def _check(plan: Plan) -> None:
-    _check_data(plan)
+def _check(plan: Plan, require_files: bool) -> None:
+    _check_data(plan, require_files)
     _check_search(plan)
     _check_finetune(plan)
     _check_resources(plan)
@@ -435,10 +437,15 @@ def _check(plan: Plan) -> None:
         raise PlanError(f"export.stage must name a search stage, got {plan.export_stage!r}")
 
 
-def _check_data(plan: Plan) -> None:
-    tok, base = plan.config["data"]["tokenizer"], plan.base
+def _check_data(plan: Plan, require_files: bool) -> None:
+    tok, base, evaluation = plan.config["data"]["tokenizer"], plan.base, plan.evaluation
     if tok["kind"] == "bpe" and "vocab_size" not in tok:
         raise PlanError("data.tokenizer.vocab_size is required when data.tokenizer.kind is 'bpe'")
+    if evaluation["min_samples"] > evaluation["max_samples"]:
+        raise PlanError(f"evaluation.min_samples ({evaluation['min_samples']}) exceeds evaluation.max_samples "
+                        f"({evaluation['max_samples']})")
+    if not require_files:
+        return
     if tok["kind"] == "pretrained" and not (base.gguf or (base.source == "path"
                                                           and Path(base.folder, "tokenizer.json").is_file())):
         path = base.folder if base.source == "path" else None
@@ -450,10 +457,6 @@ def _check_data(plan: Plan) -> None:
             books[key] = plan.books(key)
         except FileNotFoundError as error:
             raise PlanError(f"data.{key}: {error}") from None
-    evaluation = plan.evaluation
-    if evaluation["min_samples"] > evaluation["max_samples"]:
-        raise PlanError(f"evaluation.min_samples ({evaluation['min_samples']}) exceeds evaluation.max_samples "
-                        f"({evaluation['max_samples']})")
     overlap = set(books["train_books"]) & set(books["heldout_books"])
     if overlap:
         raise PlanError(f"data: held-out books also in train_books: {', '.join(sorted(overlap))}")
