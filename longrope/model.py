@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from longrope.patching import apply_rope_scaling
+from longrope.patching import apply_rope_scaling, sequence_split
 from longrope.rope import RopeScaling
 
 ATTENTION_KERNELS = ("auto", "flash_attention_2", "sdpa", "eager")
@@ -144,8 +144,9 @@ def save_extended(model, scaling: RopeScaling, folder: str | Path) -> None:
 def next_token_nll(model, ids: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
     """Per-token NLL (B, T-1) of ids[:, 1:] given ids[:, :-1]; the vocabulary projection runs in chunks
     so a long sequence never holds a full T×V logits matrix. A model split over ranks by
-    longrope.parallelism.sequence computes it there, every rank of the group getting the whole result."""
-    split = getattr(model, "sequence_parallel", None)
+    longrope.parallelism.sequence (attached by longrope.patching) computes it there, every rank of the group
+    getting the whole result."""
+    split = sequence_split(model)
     if split is not None:
         return split.next_token_nll(model, ids, chunk_size)
     hidden = model.model(input_ids=ids[:, :-1], use_cache=False).last_hidden_state

@@ -5,7 +5,9 @@ Three patches, each replacing one piece on the instance so weights and state-dic
   uses it (a silent no-op was the upstream code's worst bug);
 * MLP tiling — `tile_mlp` runs each decoder layer's MLP on tiles of the sequence (DeepSpeed ALST's TiledMLP);
 * attention kernel — `replace_attention_kernel` routes transformers' attention function through a wrapper
-  (longrope.parallelism.sequence's Ulysses all-to-all) and `plain_attention_kernel` gives the original back.
+  (longrope.parallelism.sequence's Ulysses all-to-all) and `plain_attention_kernel` gives the original back;
+* sequence split — `attach_sequence_split` hands a model's next-token loss to a sequence-parallel group
+  (`longrope.model.next_token_nll` asks `sequence_split`), so scoring and training code stay unaware of it.
 
 May import: torch, transformers, longrope.rope.
 """
@@ -86,6 +88,20 @@ def apply_rope_scaling(model, scaling: RopeScaling, verify: bool = True):
 
 
 
+def scaled_rotary(model) -> ScaledRotaryEmbedding:
+    """The rotary module `apply_rope_scaling` put in `model`; an error when the model was never patched."""
+    rotary = getattr(getattr(model, "model", None), "rotary_emb", None)
+    if not isinstance(rotary, ScaledRotaryEmbedding):
+        raise RopeNotAppliedError("the model's RoPE scaling was never applied (longrope.patching.apply_rope_scaling)")
+    return rotary
+
+
+def switch_scaling(model, scaling: RopeScaling | tuple[RopeScaling, ...]) -> None:
+    """Give the already verified rotary module of `model` another scaling (or one per batch row) without a new
+    proof: the search switches it per candidate, thousands of times, and the forward path has not changed."""
+    scaled_rotary(model).scaling = scaling
+
+
 def _probe(model, scaling: RopeScaling, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(0, model.config.vocab_size, (1, n), generator=generator)
@@ -149,3 +165,16 @@ def replace_attention_kernel(name: str, wrapper) -> None:
 
     plain_attention_kernel(name)
     ALL_ATTENTION_FUNCTIONS[name] = wrapper
+
+
+# ---------------------------------------------------------------------------------------------
+# Sequence split: the object (longrope.parallelism.sequence) that computes a split model's next-token NLL.
+
+
+def attach_sequence_split(model, split) -> None:
+    model.sequence_parallel = split
+
+
+def sequence_split(model):
+    """The sequence-parallel group `model`'s next-token NLL is computed over, or None."""
+    return getattr(model, "sequence_parallel", None)

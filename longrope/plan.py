@@ -290,7 +290,8 @@ class Plan:
     def n_hat_scalings(self, stage: str) -> list[tuple[str, dict]]:
         """PI and dynamic NTK at a stage's scale with each n̂ of evaluation.n_hat_study (paper Table 2)."""
         scale = self.stages[stage].scale
-        return [(m, self.scaling_spec(m, scale, k)) for m in ("pi", "dynamic_ntk") for k in self.evaluation["n_hat_study"]]
+        return [(m, self.scaling_spec(m, scale, k))
+                for m in ("pi", "dynamic_ntk") for k in self.evaluation["n_hat_study"]]
 
     def retrieval_subjects(self) -> dict[str, Subject]:
         """The base model under plain RoPE and each of evaluation.passkey.baselines at the final scale, the base model
@@ -309,8 +310,9 @@ class Plan:
                                              self.stages[name].finetune.label)
         if self.export_stage:
             run = self.search_runs()[self.export_stage]
-            subjects["final"] = Subject("final", self.model_label(run.settings.model), self.model_dir(run.settings.model),
-                                        run.label, factors=run.factors)
+            model = run.settings.model
+            subjects["final"] = Subject("final", self.model_label(model), self.model_dir(model), run.label,
+                                        factors=run.factors)
         return subjects
 
     def finetuned(self) -> list[dict]:
@@ -354,7 +356,9 @@ class Plan:
         n, nodes = self.stages[stage].finetune.processes, self.job_resources("finetune", stage).get("nodes", 1)
         if nodes > 1:
             return f"srun --nodes {nodes} --ntasks-per-node {n} {sys.executable}"
-        return sys.executable if n == 1 else f"{sys.executable} -m torch.distributed.run --standalone --nproc_per_node {n}"
+        if n == 1:
+            return sys.executable
+        return f"{sys.executable} -m torch.distributed.run --standalone --nproc_per_node {n}"
 
 
 # ---------------------------------------------------------------------------------------------

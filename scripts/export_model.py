@@ -20,7 +20,7 @@ save_extended(model, scaling, snakemake.output.model)
 load_tokenizer(snakemake.input.tokenizer).save(snakemake.output.model)
 print(f"exported {snakemake.input.model} with {snakemake.input.scaling}: long factors up to {max(scaling.factors):g}, "
       f"short set {'searched' if scaling.short_factors else 'equal to the long set'}, n̂ = {scaling.n_hat}"
-      + ("" if scaling.n_hat == 0 else " (transformers has no n̂: load with longrope.model.load_model for exact results)"))
+      + ("" if scaling.n_hat == 0 else " (transformers has no n̂: load it with longrope.model.load_model)"))
 check = pd.DataFrame(compare_with_stock(snakemake.output.model, p.check_lengths, compute_dtype(p.dtype)),
                      columns=["length", "dtype", "max_abs_diff_hidden", "max_abs_diff_logits", "identical"])
 print(check.to_string(index=False))

@@ -11,7 +11,8 @@ from longrope.rope import RopeScaling
 from longrope.search.factors import load_factors
 
 
-def subject_scalings(specs: list, factors: str | None, label: str, model_folder: str | Path) -> list[tuple[str, RopeScaling]]:
+def subject_scalings(specs: list, factors: str | None, label: str,
+                     model_folder: str | Path) -> list[tuple[str, RopeScaling]]:
     """(label, scaling) in the order the job evaluates them: the rule's baseline specs (RopeScaling dicts), then a
     search's factors file under `label`; given neither, the scaling saved with the model (a fine-tuned model: the
     one it was trained with, mixed window included)."""

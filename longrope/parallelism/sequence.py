@@ -14,7 +14,8 @@ through `register_with_transformers`, which replaces the kernel for every forwar
 runs plain forwards (the RoPE patch's proof on 16 tokens), so our wrapper hands to Ulysses only while a sharded
 forward is in progress.
 
-Two uses, both ending in `model.sequence_parallel`, to which `longrope.model.next_token_nll` hands over:
+Two uses, both attaching the split to the model (longrope.patching.attach_sequence_split), to which
+`longrope.model.next_token_nll` hands over:
 * training — `split_sequences(model, n)` on every rank of a torchrun/srun job: ranks r·N … r·N + N-1 share one row;
 * scoring — `spread(model, folder, n)`: this process leads N - 1 follower processes it starts, which load the same
   model and follow each `next_token_nll` with their shards (the leader sends the ids and the current RoPE scaling).
@@ -33,12 +34,8 @@ from torch import nn
 
 from longrope.model import dtype_name, load_model, token_nll
 from longrope.parallelism.memory import sequence_split_error
-from longrope.patching import (
-    ScaledRotaryEmbedding,
-    apply_rope_scaling,
-    plain_attention_kernel,
-    replace_attention_kernel,
-)
+from longrope.patching import (apply_rope_scaling, attach_sequence_split, plain_attention_kernel,
+                               replace_attention_kernel, scaled_rotary, switch_scaling)
 
 IGNORE = -100  # cross_entropy's ignore_index: the padding's targets
 
@@ -70,9 +67,7 @@ class SequenceParallel:
         inputs = nn.functional.pad(ids[:, :-1], (0, pad))[:, begin : begin + shard]
         targets = nn.functional.pad(ids[:, 1:], (0, pad), value=IGNORE)[:, begin : begin + shard]
         positions = torch.arange(begin, begin + shard, device=ids.device).expand(batch, -1)
-        rotary = model.model.rotary_emb
-        if not isinstance(rotary, ScaledRotaryEmbedding):  # transformers' own would take the shard's length
-            raise ValueError("a sequence-parallel model needs its RoPE scaling applied first (apply_rope_scaling)")
+        rotary = scaled_rotary(model)  # ours: transformers' own would take the shard's length for the sequence's
         rotary.sequence_length = length
         # Gradient checkpointing recomputes attention during the backward: it stays sharded until then.
         self.sharded = True
@@ -131,7 +126,7 @@ def split_sequences(model, size: int) -> tuple[int, int]:
     if world % size:
         raise ValueError(f"parallel.sequence {size} does not divide the job's {world} ranks")
     groups = [dist.new_group(list(range(first, first + size))) for first in range(0, world, size)]  # collective
-    model.sequence_parallel = SequenceParallel(model, groups[rank // size])
+    attach_sequence_split(model, SequenceParallel(model, groups[rank // size]))
     return rank // size, world // size
 
 
@@ -145,7 +140,7 @@ class _Leader(SequenceParallel):
         atexit.register(self.close)  # a script that fails still stops its followers
 
     def next_token_nll(self, model, ids: torch.Tensor, chunk_size: int) -> torch.Tensor:
-        dist.broadcast_object_list([(model.model.rotary_emb.scaling, tuple(ids.shape), chunk_size)], 0, self.group)
+        dist.broadcast_object_list([(scaled_rotary(model).scaling, tuple(ids.shape), chunk_size)], 0, self.group)
         dist.broadcast(ids, 0, self.group)
         return super().next_token_nll(model, ids, chunk_size)
 
@@ -175,7 +170,7 @@ def spread(model, folder: str, size: int, threads: int) -> None:
         [sys.executable, "-m", "longrope.parallelism.sequence", folder, model.config._attn_implementation, dtype,
          str(rank), str(size), str(port), str(threads), _device_after(device, rank)])
         for rank in range(1, size)]
-    model.sequence_parallel = _Leader(model, _join(0, size, port), followers)
+    attach_sequence_split(model, _Leader(model, _join(0, size, port), followers))
 
 
 def _device_after(device: torch.device, offset: int) -> str:
@@ -206,7 +201,7 @@ def _follow(folder: str, attention: str, dtype: str, rank: int, size: int, port:
             scaling, shape, chunk_size = request[0]
             ids = torch.empty(shape, dtype=torch.long, device=device)
             dist.broadcast(ids, 0, split.group)
-            model.model.rotary_emb.scaling = scaling
+            switch_scaling(model, scaling)
             split.next_token_nll(model, ids, chunk_size)
     dist.destroy_process_group()
 

@@ -31,7 +31,7 @@ from longrope.evaluation.perplexity import check_scored, window_nll
 from longrope.evaluation.stats import exp_nll
 from longrope.model import load_model, next_token_nll
 from longrope.parallelism.sequence import spread
-from longrope.patching import apply_rope_scaling
+from longrope.patching import sequence_split, switch_scaling
 from longrope.rope import RopeScaling
 
 
@@ -64,9 +64,9 @@ class Replica:
             raise ValueError(f"fitness batch must be at least 1, got {batch}")
         torch.set_num_threads(threads)
         gpu = f"cuda:{index * sequence % max(1, torch.cuda.device_count())}"
-        self.model = load_model(spec.model, attention=spec.attention, dtype=spec.dtype)
+        # The probe scaling (PI at the target) proves the patch reaches the forward; candidates then switch it.
+        self.model = load_model(spec.model, attention=spec.attention, dtype=spec.dtype, scaling=spec.probe)
         self.model.to(gpu if torch.cuda.is_available() else "cpu")
-        self.rotary = apply_rope_scaling(self.model, spec.probe).model.rotary_emb
         if sequence > 1:
             spread(self.model, spec.model, sequence, threads)
         self.windows, self.batch = spec.windows, batch
@@ -87,14 +87,14 @@ class Replica:
                 ids = torch.as_tensor(window, device=self.device)
                 for first in range(0, len(scalings), self.batch):
                     chunk = tuple(scalings[first : first + self.batch])
-                    self.rotary.scaling = chunk  # row b of the forward under scaling b
+                    switch_scaling(self.model, chunk)  # row b of the forward under scaling b
                     nll = next_token_nll(self.model, ids.repeat(len(chunk), 1))
                     unit_nll[first : first + len(chunk), k] = window_nll(nll, mask).cpu().numpy()
             ppl[i] = [exp_nll(float(nll)) for nll in unit_nll.mean(axis=1)]
         return [math.exp(np.mean(np.log(p))) for p in ppl.T]
 
     def close(self) -> None:
-        split = getattr(self.model, "sequence_parallel", None)
+        split = sequence_split(self.model)
         if split is not None:
             split.close()
 
