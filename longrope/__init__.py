@@ -6,10 +6,11 @@ The package every workflow script uses, in layers; a module imports only from th
     patching.py    the one module that patches a model: rotary swap (verified), MLP tiling, attention kernel,
                    sequence split
     model.py       checkpoints: load with exactly one scaling applied, save with the scaling; dtype, attention, NLL
+    factors.py     searched factors, the artifact every stage passes on (factors.json / factors.csv)
     plan.py        the workflow config, validated once, as typed frozen settings (no torch)
     data/          corpora, tokenizers, token stores, windows, synthetic prompts
     parallelism/   Ulysses sequence parallelism and the memory planner
-    search/        the evolution engine, fitness and its windows, the searched-factors artifact
+    search/        the evolution engine, fitness and its windows
     training/      the training loop, plain torch or DeepSpeed
     evaluation/    perplexity, retrieval, intervals, records, tables and plots
     export/        the stock-transformers checkpoint and its parity check

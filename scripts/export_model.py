@@ -8,7 +8,7 @@ import torch
 from longrope.data.tokenizer import load_tokenizer
 from longrope.export.hf import compare_with_stock
 from longrope.model import compute_dtype, load_model, save_extended
-from longrope.search.factors import load_factors
+from longrope.factors import load_factors
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 torch.set_num_threads(snakemake.threads)

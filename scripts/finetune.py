@@ -17,7 +17,7 @@ from longrope.model import load_model, save_extended, training_precision
 from longrope.patching import tile_mlp
 from longrope.plan import FinetuneSettings
 from longrope.rope import mixed_window_scaling
-from longrope.search.factors import load_factors
+from longrope.factors import load_factors
 from longrope.training.loop import TorchBackend, TrainConfig, train
 
 TRAIN_KEYS = ("steps", "batch_size", "micro_batch_size", "lr", "warmup_steps", "schedule", "min_lr_ratio", "betas",

@@ -3,10 +3,10 @@ import sys
 
 import pandas as pd
 
-from longrope.search.factors import FoundFactors
+from longrope.factors import FoundFactors
 from longrope.rope import rope_geometry
 from longrope.evaluation.report import plot_factors, plot_passkey, plot_perplexity
-from longrope.search.factors import FoundFactors
+from longrope.factors import FoundFactors
 from longrope.rope import RopeScaling, critical_dimension, equivalent_factors
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)

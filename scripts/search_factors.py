@@ -15,7 +15,7 @@ from longrope.model import compute_dtype, dtype_name
 from longrope.plan import SearchSettings
 from longrope.rope import RopeScaling, critical_dimension, equivalent_factors, rope_geometry
 from longrope.search.engine import search
-from longrope.search.factors import FoundFactors, load_factors
+from longrope.factors import FoundFactors, load_factors
 from longrope.search.fitness import FitnessPool, FitnessSpec
 from longrope.search.windows import fitness_lengths, fitness_windows
 

@@ -2,5 +2,5 @@
 scalings a job evaluates (subjects), the per-measurement and per-window records (records), intervals and paired
 ratios (stats), and the paper-style tables and plots built from the records (report).
 
-May import: longrope.rope, model, patching, data, search.factors (the artifact), parallelism.
+May import: longrope.rope, model, patching, factors, data, parallelism.
 """

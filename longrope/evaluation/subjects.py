@@ -1,6 +1,6 @@
 """Which RoPE scalings an evaluation job runs: decided here once, for perplexity and retrieval alike.
 
-May import: longrope.rope, longrope.model, longrope.search.factors.
+May import: longrope.rope, longrope.model, longrope.factors.
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from longrope.model import saved_scaling
 from longrope.rope import RopeScaling
-from longrope.search.factors import load_factors
+from longrope.factors import load_factors
 
 
 def subject_scalings(specs: list, factors: str | None, label: str,

@@ -1,6 +1,8 @@
 """Searched factors, the artifact a search stage leaves: factors.json (the scaling and how it was found) and
 factors.csv (one λ per line, the searched set: the short set for a recovery search, as the official code's CSVs).
 Every reader — fine-tuning, evaluation, plots, export, tools — goes through `FoundFactors.load` or `load_factors`.
+It sits beside the RoPE core because every layer passes it on: search writes it, training, evaluation and export
+read it.
 
 May import: longrope.rope.
 """
