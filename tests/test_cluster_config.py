@@ -45,7 +45,7 @@ def test_paper_config_requests_plausible_resources(tmp_path, config_file):
     assert "pretrain_base" not in jobs  # the model comes by path
     for stage, spec in config["stages"].items():
         settings = {**config["finetune"], **spec.get("finetune", {})}
-        n = spec.get("parallel", {}).get("sequence", 1)  # GPUs per window: scripts/plan_memory.py's answer
+        n = spec.get("parallel", {}).get("sequence", 1)  # GPUs per window: longrope.tools.plan_memory's answer
         if "finetune" in spec:
             (resources, shell), = jobs[f"finetune_{stage}"]
             nodes = int(resources.get("nodes", 1))

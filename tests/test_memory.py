@@ -1,5 +1,5 @@
-"""longrope.parallelism.memory and scripts/plan_memory.py: parameter counts of the paper's models, and paper configs that use the
-planner's answers."""
+"""longrope.parallelism.memory and longrope.tools.plan_memory: parameter counts of the paper's models, and paper
+configs that use the planner's answers."""
 import json
 import re
 import subprocess
@@ -40,7 +40,7 @@ def test_heads_must_split_evenly():
 def test_paper_configs_use_the_planners_answers(config):
     """Every job fits one 80 GB GPU at the config's parallel.sequence, and no smaller N would: each row's N is the
     planner's smallest, except searches that share their stage's N with its fine-tune."""
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "plan_memory.py"), "--configfile",
+    done = subprocess.run([sys.executable, "-m", "longrope.tools.plan_memory", "--configfile",
                            str(ROOT / "config" / "paper" / f"{config}.yaml")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line.split(" | ") for line in done.stdout.splitlines() if re.match(r"\| \S+ \| (search|fine|perp)", line)]

@@ -4,20 +4,20 @@ random windows of one length, one by one (batch 1) and B at a time. Reports toke
 the scoring time), the speed-up over batch 1, the largest relative difference of the fitness values from batch 1's,
 and on a GPU the peak memory. Without --model: a random tiny Llama of the embedded default's shape.
 
-    .venv/bin/python scripts/benchmark_batched_fitness.py --length 1024 --candidates 16 --batch 1 2 4 8 --threads 1
+    .venv/bin/python -m longrope.tools.benchmark_batched_fitness --length 1024 --candidates 16 --batch 1 2 4 8 \\
+        --threads 1
 """
 import argparse
-import tempfile
 import time
 
 import numpy as np
 import torch
 from transformers import AutoConfig
 
+from longrope.model import compute_dtype
+from longrope.rope import RopeScaling, equivalent_factors, rope_geometry
 from longrope.search.fitness import FitnessSpec, Replica
-from longrope.model import TINY_LLAMA, compute_dtype, tiny_llama
-from longrope.rope import rope_geometry
-from longrope.rope import RopeScaling, equivalent_factors
+from longrope.tools.common import model_folder
 
 
 def candidates(folder: str, length: int, count: int, seed: int) -> list[RopeScaling]:
@@ -48,10 +48,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tiny:
-        folder = args.model or tiny
-        if not args.model:
-            tiny_llama(**TINY_LLAMA).save_pretrained(tiny)
+    with model_folder(args.model) as folder:
         scalings = candidates(folder, args.length, args.candidates, args.seed)
         vocab = AutoConfig.from_pretrained(folder, local_files_only=True).vocab_size
         windows = np.random.default_rng(args.seed).integers(0, vocab, (args.windows, args.length))

@@ -3,7 +3,7 @@ perplexity of the same windows under each (95 % t interval), each set's ratio to
 set (seeded paired bootstrap), and passkey accuracy (Wilson interval). For comparing searches that differ in one
 setting (fitness, fidelity, ...) — the issue "search beyond the paper" measurements.
 
-    .venv/bin/python scripts/compare_factors.py --model results/base/model --factors ppl=a/factors.json \
+    .venv/bin/python -m longrope.tools.compare_factors --model results/base/model --factors ppl=a/factors.json \\
         needle=b/factors.json --tokens results/data/eval.npy --tokenizer results/data/tokenizer --windows 17
 """
 import argparse
@@ -15,12 +15,12 @@ from longrope.data.tokenizer import load_tokenizer
 from longrope.data.tokens import load_tokens
 from longrope.data.windows import sample_windows
 from longrope.evaluation.perplexity import perplexity
-from longrope.model import compute_dtype, load_model
-from longrope.patching import apply_rope_scaling
 from longrope.evaluation.retrieval import passkey_accuracy
-from longrope.rope import RopeScaling
-from longrope.search.factors import load_factors
 from longrope.evaluation.stats import paired_bootstrap_ratio
+from longrope.factors import load_factors
+from longrope.patching import apply_rope_scaling
+from longrope.rope import RopeScaling
+from longrope.tools.common import load_scoring_model
 
 
 def cell(value: float, lo: float, hi: float, digits: int = 3) -> str:
@@ -50,7 +50,7 @@ def main():
     if any((s.original_length, s.target_length) != (L0, target) for s in searched.values()):
         raise SystemExit("every factor set must extend the same L0 to the same target length")
     scalings = {**searched, **{m: RopeScaling(m, L0, target) for m in args.baselines}}
-    model = load_model(args.model, dtype=compute_dtype(args.dtype))
+    model = load_scoring_model(args.model, args.dtype)
     tokenizer = load_tokenizer(args.tokenizer)
     windows = sample_windows(load_tokens(args.tokens), target, args.windows, seed=[args.seed, target])
     nll, rows = {}, {}

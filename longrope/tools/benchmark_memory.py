@@ -2,7 +2,7 @@
 fresh process, so its peak is its own. On CPU the figure is the growth of peak RSS over the loaded model's; on a
 GPU, torch.cuda.max_memory_allocated. Goal: 4× the length needs at most 4.5× the memory (no L×L matrix).
 
-    .venv/bin/python scripts/benchmark_memory.py --model results/base/model --lengths 4096 8192 16384
+    .venv/bin/python -m longrope.tools.benchmark_memory --model results/base/model --lengths 4096 8192 16384
 """
 import argparse
 import json
@@ -12,12 +12,13 @@ import sys
 
 import torch
 
-from longrope.model import load_model, next_token_nll
+from longrope.model import next_token_nll
+from longrope.tools.common import load_scoring_model
 
 
 def measure(model_dir: str, length: int) -> dict:
     """Runs in the child process: load, note the baseline, evaluate one window, note the peak."""
-    model = load_model(model_dir)
+    model = load_scoring_model(model_dir, "float32")
     gpu = torch.cuda.is_available()
     if gpu:
         model.cuda()
@@ -42,8 +43,8 @@ def main():
         return
     rows = []
     for length in args.lengths:
-        out = subprocess.run([sys.executable, __file__, "--model", args.model, "--child", str(length)],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-m", "longrope.tools.benchmark_memory", "--model", args.model,
+                              "--child", str(length)], capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print("| length | peak MB | growth over the loaded model, MB | growth / growth at the shortest |")
     print("|---|---|---|---|")

@@ -4,7 +4,7 @@ For each pretraining seed, run the real workflow on a copy of the config that di
 pretrain.seed (evaluation trimmed to L0…16·L0 and the 8× stage), then print plain RoPE's blow-up
 ppl(8·L0) / ppl(L0) and the baselines at s = 8 side by side.
 
-    .venv/bin/python scripts/calibrate_base.py --seeds 0 1 2 --out calibration
+    .venv/bin/python -m longrope.tools.calibrate_base --seeds 0 1 2 --out calibration
 """
 import argparse
 import subprocess
@@ -16,7 +16,7 @@ import yaml
 
 from longrope.evaluation.report import scaling_label
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository: its Snakefile and config/
 
 
 def main():

@@ -11,24 +11,24 @@ that the peak is that of the live tensors, as torch.cuda.max_memory_allocated on
 blocks stay in its heap and the peak follows their fragmentation. Predicted: the planner's parts that grow with the
 tokens (activations, the larger workspace, logits) plus, when training, the weights' gradients.
 
-    .venv/bin/python scripts/benchmark_sequence_memory.py --modes score train --lengths 16384 32768 --sequence 1 2
+    .venv/bin/python -m longrope.tools.benchmark_sequence_memory --modes score train --lengths 16384 32768 \\
+        --sequence 1 2
 """
 import argparse
 import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
+from longrope.model import TINY_LLAMA, next_token_nll
 from longrope.parallelism.memory import Architecture, Job, memory
-from longrope.model import TINY_LLAMA, load_model, next_token_nll, tiny_llama
-from longrope.patching import apply_rope_scaling
-from longrope.rope import RopeScaling
 from longrope.parallelism.sequence import spread, split_sequences
-from longrope.patching import tile_mlp
+from longrope.patching import apply_rope_scaling, tile_mlp
+from longrope.rope import RopeScaling
+from longrope.tools.common import load_scoring_model, model_folder
 
 
 def peak_rss(pid: int | str = "self") -> int:
@@ -41,8 +41,8 @@ def peak_rss(pid: int | str = "self") -> int:
 
 def loaded(folder: str, length: int, tile: int):
     torch.set_num_threads(1)
-    model = load_model(folder, attention="sdpa")
-    apply_rope_scaling(model, RopeScaling("yarn", 128, length), verify=False)
+    model = load_scoring_model(folder, "float32", "sdpa")
+    apply_rope_scaling(model, RopeScaling("yarn", TINY_LLAMA["original_length"], length), verify=False)
     if tile:
         tile_mlp(model, tile)
     ids = torch.randint(0, model.config.vocab_size, (1, length + 1), generator=torch.Generator().manual_seed(0))
@@ -82,7 +82,8 @@ def train(folder: str, length: int, sequence: int, tile: int) -> list[float] | N
 
 
 def run(mode: str, folder: str, length: int, sequence: int, tile: int) -> list[float]:
-    child = [__file__, "--child", mode, folder, str(length), str(sequence), str(tile)]
+    child = ["-m", "longrope.tools.benchmark_sequence_memory", "--child", mode, folder, str(length), str(sequence),
+             str(tile)]
     launcher = [sys.executable] if mode == "score" else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(sequence)]
     out = subprocess.run(launcher + child, capture_output=True, text=True,
@@ -112,8 +113,7 @@ def main():
         if growth is not None:
             print(json.dumps(growth), flush=True)
         return
-    with tempfile.TemporaryDirectory() as folder:
-        tiny_llama(**TINY_LLAMA).save_pretrained(folder)
+    with model_folder() as folder:
         architecture = Architecture.from_config(json.loads(Path(folder, "config.json").read_text()))
         print("| mode | MLP tile | tokens | N | measured growth of peak RSS per rank, MB | predicted, MB "
               "| measured / predicted | N / N=1 (largest rank) |")

@@ -1,12 +1,14 @@
 """bfloat16 against float32 for search fitness, on a finished search: does float32 rank the candidates the search
 scored (in bfloat16) the same way (Spearman rank correlation), and what does one fitness evaluation cost in each.
 
-    .venv/bin/python scripts/benchmark_dtype.py results/search/128k --model results/base/model \\
+    .venv/bin/python -m longrope.tools.benchmark_dtype results/search/128k --model results/base/model \\
         --out docs/smollm2/dtype.csv
-Every candidate the search evaluated is rescored in float32 on the search's own fitness windows; the first is also
-rescored in bfloat16, which must reproduce its logged fitness, and times both.
+Every candidate the search evaluated is rescored in float32 on the search's own fitness windows (both lengths of a
+recovery search, their geometric mean as the search's fitness); the first is also rescored in bfloat16, which must
+reproduce its logged fitness, and times both.
 """
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -15,55 +17,66 @@ import numpy as np
 import pandas as pd
 import torch
 
-from longrope.data.tokens import load_tokens
-from longrope.data.windows import sample_windows
-from longrope.evaluation.perplexity import perplexity
-from longrope.model import load_model
+from longrope.factors import load_factors
 from longrope.patching import apply_rope_scaling
 from longrope.rope import RopeScaling
+from longrope.tools.common import (finished_search, load_scoring_model, search_fitness, search_fitness_windows,
+                                   search_settings, stage_length)
 
 
 def spearman(a, b) -> float:
     return float(np.corrcoef(pd.Series(a).rank(), pd.Series(b).rank())[0, 1])
 
 
-def timed_perplexity(model, scaling, windows) -> tuple[float, float]:
+def candidate_scalings(found, entries: list[dict], stage_dir: Path) -> list[RopeScaling]:
+    """The scaling each logged candidate was scored under, as scripts/search_factors.py builds it: the factors
+    themselves (plain), λ₂ on the base stage's factors (secondary), or the short set beside the long (recovery)."""
+    settings = search_settings(found)
+    if settings.mode == "recovery":
+        return [dataclasses.replace(found.scaling, short_factors=tuple(e["factors"])) for e in entries]
+    carried = 1.0
+    if settings.mode == "secondary":  # the base stage's folder sits beside this one, as the rules lay them out
+        carried = np.asarray(load_factors(stage_dir.parent / settings.base_stage / "factors.json").factors)
+    return [dataclasses.replace(found.scaling, factors=tuple(carried * np.asarray(e["factors"])), n_hat=e["n_hat"])
+            for e in entries]
+
+
+def timed_fitness(model, scaling, windows) -> tuple[float, float]:
     apply_rope_scaling(model, scaling, verify=False)
     t0 = time.perf_counter()
-    return perplexity(model, windows).ppl, time.perf_counter() - t0
+    return search_fitness(model, windows), time.perf_counter() - t0
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage_dir", type=Path, help="results/search/<stage> of a finished plain search run in bf16")
+    parser.add_argument("stage_dir", type=Path, help="results/search/<stage> of a finished search run in bf16")
     parser.add_argument("--model", type=Path, default=Path("results/base/model"))
     parser.add_argument("--tokens", type=Path, default=Path("results/data/fitness.npy"))
+    parser.add_argument("--tokenizer", type=Path, default=Path("results/data/tokenizer"), help="for needle_ppl")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True, help="CSV, one row per candidate; a JSON summary beside it")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    found = json.loads((args.stage_dir / "factors.json").read_text())
-    settings, L0, target = found["search"], found["original_length"], found["target_length"]
-    records = [json.loads(line) for line in (args.stage_dir / "search_log.jsonl").read_text().splitlines()][1:]
+    found, records = finished_search(args.stage_dir)
     # full-fidelity scores only (windows null, or absent in older logs): float32 rescores on all windows
     evaluated = [e for r in records for e in r["evaluated"] if e.get("windows") is None]
-    windows = sample_windows(load_tokens(args.tokens), target, settings["samples"], seed=[settings["seed"], target])
-    scalings = [RopeScaling("longrope", L0, target, factors=e["factors"], n_hat=e["n_hat"]) for e in evaluated]
+    windows = search_fitness_windows(found, args.tokens, args.tokenizer)
+    scalings = candidate_scalings(found, evaluated, args.stage_dir)
 
-    bf16_check, bf16_seconds = timed_perplexity(load_model(args.model, dtype=torch.bfloat16), scalings[0], windows)
-    fp32 = load_model(args.model, dtype=torch.float32)
+    bf16_check, bf16_seconds = timed_fitness(load_scoring_model(args.model, "bfloat16"), scalings[0], windows)
+    fp32 = load_scoring_model(args.model, "float32")
     rows = []
     for i, (entry, scaling) in enumerate(zip(evaluated, scalings)):
-        ppl, seconds = timed_perplexity(fp32, scaling, windows)
+        ppl, seconds = timed_fitness(fp32, scaling, windows)
         rows.append({"candidate": i, "ppl_bfloat16": entry["fitness"], "ppl_float32": ppl, "seconds_float32": seconds})
         print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
     summary = {
-        "model": str(args.model), "search": str(args.stage_dir), "length": target, "windows": settings["samples"],
-        "candidates": len(rows), "threads": args.threads,
+        "model": str(args.model), "search": str(args.stage_dir), "length": stage_length(found),
+        "windows": found.fitness_samples, "candidates": len(rows), "threads": args.threads,
         "bf16_reproduces_logged_fitness": bf16_check == evaluated[0]["fitness"],
         "seconds_per_evaluation": {"bfloat16": bf16_seconds, "float32": float(table["seconds_float32"].mean())},
         "speedup_bf16": float(table["seconds_float32"].mean() / bf16_seconds),

@@ -1,0 +1,78 @@
+"""What the tools share: loading a model for scoring, a finished search (its factors.json and generation records),
+the exact fitness windows it scored on and the fitness it logged, and the tiny model benchmarks run on by default.
+Everything goes through the library's owners, so a tool rescoring a search sees what the search saw."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import tempfile
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from longrope.data.tokenizer import load_tokenizer
+from longrope.data.tokens import load_tokens
+from longrope.evaluation.perplexity import perplexity
+from longrope.factors import FoundFactors
+from longrope.model import TINY_LLAMA, compute_dtype, load_model, tiny_llama
+from longrope.plan import SearchSettings
+from longrope.rope import RopeScaling
+from longrope.search.windows import fitness_lengths, fitness_windows
+
+FitnessWindows = list[tuple[np.ndarray, np.ndarray | None]]  # per fitness length: (windows, scored tokens or None)
+
+
+def load_scoring_model(folder, dtype: str = "auto", attention: str = "auto", scaling: RopeScaling | None = None):
+    """A model as the scoring jobs load it, its dtype ('auto', 'float32', 'bfloat16') resolved on this machine."""
+    return load_model(folder, attention=attention, dtype=compute_dtype(dtype), scaling=scaling)
+
+
+@contextmanager
+def model_folder(folder: str | None = None):
+    """`folder`, or a temporary one holding a random tiny Llama of the embedded default's shape: benchmarks measure
+    its shape, not its training."""
+    if folder:
+        yield folder
+        return
+    with tempfile.TemporaryDirectory() as tiny:
+        tiny_llama(**TINY_LLAMA).save_pretrained(tiny)
+        yield tiny
+
+
+def finished_search(stage_dir: str | Path) -> tuple[FoundFactors, list[dict]]:
+    """A finished search stage (results/search/<stage>): its factors and its generation records (search_log.jsonl
+    after the header line)."""
+    found = FoundFactors.load(Path(stage_dir) / "factors.json")
+    lines = (Path(stage_dir) / "search_log.jsonl").read_text().splitlines()
+    return found, [json.loads(line) for line in lines[1:]]
+
+
+def search_settings(found: FoundFactors) -> SearchSettings:
+    """The run's settings; factors.json adds the resolved ceiling_value to them."""
+    return SearchSettings.from_dict({k: v for k, v in found.search.items() if k != "ceiling_value"})
+
+
+def stage_length(found: FoundFactors) -> int:
+    """The search stage's length: its target, except a recovery search's, whose scaling targets the earlier stage's."""
+    return round(found.scale * found.original_length)
+
+
+def search_fitness_windows(found: FoundFactors, tokens_path, tokenizer_path) -> FitnessWindows:
+    """(windows, scored tokens or None for all) at each fitness length of a finished search, rebuilt as the search
+    built them from the fitness half (results/data/fitness.npy): one length, or L0 and the stage's for a recovery."""
+    settings, L0 = search_settings(found), found.original_length
+    tokens = load_tokens(tokens_path)
+    tokenizer = load_tokenizer(tokenizer_path) if settings.fitness == "needle_ppl" else None  # only needles use it
+    note = partial(print, file=sys.stderr)  # stdout carries the tool's results
+    return [fitness_windows(tokens, tokenizer, n, settings, L0, log=note)
+            for n in fitness_lengths(settings.mode, L0, stage_length(found))]
+
+
+def search_fitness(model, windows: FitnessWindows) -> float:
+    """The fitness a search logs for the model's current scaling: the geometric mean over the fitness lengths of the
+    perplexity on their windows, taken through exp(mean(log)) even for one length, as longrope.search.fitness does,
+    so that a rescore can equal the logged value exactly."""
+    return math.exp(np.mean(np.log([perplexity(model, w, scored).ppl for w, scored in windows])))
