@@ -20,7 +20,8 @@ from longrope.patching import apply_rope_scaling
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 p = snakemake.params
 torch.set_num_threads(max(1, snakemake.threads // p.sequence))
-scalings = subject_scalings(p.scalings, snakemake.input.get("factors"), p.get("label"), snakemake.input.model)
+scalings = subject_scalings(p.scalings, getattr(snakemake.input, "factors", None), getattr(p, "label", None),
+                            snakemake.input.model)
 tokens = load_tokens(snakemake.input.tokens)
 dtype = compute_dtype(p.dtype)
 model = load_model(snakemake.input.model, attention=p.attention, dtype=dtype, scaling=scalings[0][1])

@@ -16,7 +16,7 @@ torch.set_num_threads(snakemake.threads)
 
 p = snakemake.params
 specs = [(p.label, p.scaling)] if p.scaling is not None else []
-(_, scaling), = subject_scalings(specs, snakemake.input.get("factors"), p.label, snakemake.input.model)
+(_, scaling), = subject_scalings(specs, getattr(snakemake.input, "factors", None), p.label, snakemake.input.model)
 model = load_model(snakemake.input.model, attention=p.attention, dtype=compute_dtype(p.dtype), scaling=scaling)
 tokenizer = load_tokenizer(snakemake.input.tokenizer)
 subject = {"model": p.model, "method": p.label, "scale": scaling.scale}
