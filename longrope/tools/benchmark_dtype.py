@@ -7,7 +7,6 @@ Every candidate the search evaluated is rescored in float32 on the search's own 
 recovery search, their geometric mean as the search's fitness); the first is also rescored in bfloat16, which must
 reproduce its logged fitness, and times both.
 """
-import argparse
 import dataclasses
 import json
 import time
@@ -20,8 +19,8 @@ import torch
 from longrope.factors import load_factors
 from longrope.patching import apply_rope_scaling
 from longrope.rope import RopeScaling
-from longrope.tools.common import (finished_search, load_scoring_model, search_fitness, search_fitness_windows,
-                                   search_settings, stage_length)
+from longrope.tools.common import (finished_search, load_scoring_model, search_arguments, search_fitness,
+                                   search_fitness_windows, search_settings, stage_length)
 
 
 def spearman(a, b) -> float:
@@ -48,12 +47,7 @@ def timed_fitness(model, scaling, windows) -> tuple[float, float]:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage_dir", type=Path, help="results/search/<stage> of a finished search run in bf16")
-    parser.add_argument("--model", type=Path, default=Path("results/base/model"))
-    parser.add_argument("--tokens", type=Path, default=Path("results/data/fitness.npy"))
-    parser.add_argument("--tokenizer", type=Path, default=Path("results/data/tokenizer"), help="for needle_ppl")
-    parser.add_argument("--threads", type=int, default=2)
+    parser = search_arguments(__doc__, "results/search/<stage> of a finished search run in bf16")
     parser.add_argument("--out", type=Path, required=True, help="CSV, one row per candidate; a JSON summary beside it")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -6,16 +6,15 @@ windows, at every fitness length, in the dtype it ran in), and its time against 
 
     .venv/bin/python -m longrope.tools.benchmark_search results/search/128k --model results/base/model
 """
-import argparse
 import json
 import time
-from pathlib import Path
 
 import torch
 
 from longrope.model import next_token_nll
 from longrope.patching import apply_rope_scaling
-from longrope.tools.common import finished_search, load_scoring_model, search_fitness, search_fitness_windows
+from longrope.tools.common import (finished_search, load_scoring_model, search_arguments, search_fitness,
+                                   search_fitness_windows)
 
 
 def seconds(fn, repeats: int) -> float:
@@ -27,13 +26,8 @@ def seconds(fn, repeats: int) -> float:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage_dir", type=Path, help="results/search/<stage>")
-    parser.add_argument("--model", type=Path, default=Path("results/base/model"))
-    parser.add_argument("--tokens", type=Path, default=Path("results/data/fitness.npy"))
-    parser.add_argument("--tokenizer", type=Path, default=Path("results/data/tokenizer"), help="for needle_ppl")
+    parser = search_arguments(__doc__, "results/search/<stage>")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 

@@ -3,6 +3,7 @@ the exact fitness windows it scored on and the fitness it logged, and the tiny m
 Everything goes through the library's owners, so a tool rescoring a search sees what the search saw."""
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -40,6 +41,18 @@ def model_folder(folder: str | None = None):
     with tempfile.TemporaryDirectory() as tiny:
         tiny_llama(**TINY_LLAMA).save_pretrained(tiny)
         yield tiny
+
+
+def search_arguments(doc: str, stage_help: str) -> argparse.ArgumentParser:
+    """The command line of a tool that reads a finished search: its folder, the model, the fitness half, the
+    tokenizer (needle_ppl windows need it) and the threads."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage_dir", type=Path, help=stage_help)
+    parser.add_argument("--model", type=Path, default=Path("results/base/model"))
+    parser.add_argument("--tokens", type=Path, default=Path("results/data/fitness.npy"))
+    parser.add_argument("--tokenizer", type=Path, default=Path("results/data/tokenizer"), help="for needle_ppl")
+    parser.add_argument("--threads", type=int, default=2)
+    return parser
 
 
 def finished_search(stage_dir: str | Path) -> tuple[FoundFactors, list[dict]]:
