@@ -23,7 +23,7 @@ import yaml
 
 from longrope.data.corpus import list_books
 from longrope.parallelism.memory import sequence_split_error
-from longrope.search.engine import CEILING_RULES, SearchConfig
+from longrope.search.engine import SearchConfig, config_from_settings
 from longrope.training.deepspeed_config import load_deepspeed_config
 
 TOKENIZER = "results/data/tokenizer"  # a Hugging Face tokenizer folder
@@ -75,16 +75,9 @@ class SearchSettings:
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
-    def ceiling_value(self, scale: float) -> float:
-        return CEILING_RULES[self.ceiling](scale) if isinstance(self.ceiling, str) else float(self.ceiling)
-
     def engine_config(self, scale: float) -> SearchConfig:
         """The engine's settings for a search of `scale` (the remaining ratio of a secondary search)."""
-        return SearchConfig(
-            ceiling=self.ceiling_value(scale), population=self.population, mutations=self.mutations,
-            crossovers=self.crossovers, parents=self.parents, generations=self.generations,
-            mutation_prob=self.mutation_prob, n_hat_candidates=self.n_hat, early_stop_window=self.early_stop_window,
-            seed=self.seed, fidelity=self.fidelity, promote=self.promote)
+        return config_from_settings(self.to_dict(), scale)
 
 
 @dataclass(frozen=True)
