@@ -1,6 +1,6 @@
 """Model patching: the one module that changes what a loaded Hugging Face model computes.
 
-Three patches, each replacing one piece on the instance so weights and state-dict names stay:
+Four patches, each replacing one piece on the instance so weights and state-dict names stay:
 * RoPE — `apply_rope_scaling` swaps `model.model.rotary_emb` for a `ScaledRotaryEmbedding` and proves the forward
   uses it (a silent no-op was the upstream code's worst bug);
 * MLP tiling — `tile_mlp` runs each decoder layer's MLP on tiles of the sequence (DeepSpeed ALST's TiledMLP);

@@ -1,5 +1,5 @@
 """Search fitness: the perplexity of a model under candidate RoPE scalings on fixed windows — over every token, or
-over the tokens a mask marks (needle-driven fitness, data.needle_windows) — on one model replica or spread over
+over the tokens a mask marks (needle-driven fitness, data.windows.needle_windows) — on one model replica or spread over
 several.
 
 Several replicas are worker processes (`python -m longrope.search.fitness`), as the official search runs one evaluator
@@ -42,7 +42,7 @@ class FitnessSpec:
     probe: RopeScaling              # a scaling the replica is patched with and verified on, once
     windows: tuple[np.ndarray, ...]  # one (K, length) array per fitness length
     dtype: torch.dtype = torch.float32
-    # Per windows array, the tokens whose NLL counts (bool, its shape; data.needle_windows) or None for all;
+    # Per windows array, the tokens whose NLL counts (bool, its shape; data.windows.needle_windows) or None for all;
     # None here: all tokens everywhere.
     scored: tuple[np.ndarray | None, ...] | None = None
 
@@ -76,7 +76,7 @@ class Replica:
     @torch.no_grad()
     def __call__(self, scalings: list[RopeScaling], windows: int | None = None) -> list[float]:
         """Each scaling's perplexity at the fitness length — exp(mean over windows of each window's mean NLL over its
-        scored tokens), as evaluate.perplexity — on the first `windows` windows of each length (all when None); the
+        scored tokens), as evaluation.perplexity.perplexity — on the first `windows` windows of each length (all when None); the
         geometric mean over lengths when there are several (recovery)."""
         ppl = np.zeros((len(self.windows), len(scalings)))
         for i, (kept, masks) in enumerate(zip(self.windows, self.scored)):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-# GGUF architectures whose rotary module lives at model.model.rotary_emb in transformers 5 (see model.py).
+# GGUF architectures whose rotary module lives at model.model.rotary_emb in transformers 5 (see longrope/patching.py).
 SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2", "phi3")
 
 
