@@ -41,7 +41,7 @@ def pretrain_outputs():
 
 def search_inputs(run):
     settings = SEARCH_RUNS[run].settings
-    inputs = {"model": PLAN.model_dir(settings.model), "tokens": "results/data/fitness.npy", "tokenizer": TOKENIZER}
+    inputs = {"model": PLAN.model_dir(settings.model), "tokens": "results/data/fitness", "tokenizer": TOKENIZER}
     if settings.mode in ("secondary", "recovery"):
         inputs["base_factors"] = SEARCH_RUNS[settings.base_stage].factors
     return inputs

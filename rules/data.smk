@@ -25,11 +25,12 @@ rule token_ids:
         train=book_files("train_books"),
         heldout=book_files("heldout_books"),
     output:
-        train="results/data/train.npy",
-        fitness="results/data/fitness.npy",
-        evaluation="results/data/evaluation.npy",
+        train=directory("results/data/train"),
+        fitness=directory("results/data/fitness"),
+        evaluation=directory("results/data/evaluation"),
     params:
         fitness_fraction=config["data"]["fitness_fraction"],
+    threads: config["data"]["threads"]
     log:
         "logs/token_ids.log",
     benchmark:

@@ -3,7 +3,7 @@ if PLAN.base.source == "pretrain":
 
     rule pretrain_base:
         input:
-            tokens="results/data/train.npy",
+            tokens="results/data/train",
             tokenizer=TOKENIZER,
         output:
             model=directory("results/base/model"),

@@ -26,7 +26,7 @@ TRAIN_KEYS = ("steps", "batch_size", "micro_batch_size", "lr", "warmup_steps", "
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--model", required=True, help="folder of the model to start from")
 parser.add_argument("--scaling", required=True, help="the stage's factors.json (from its search)")
-parser.add_argument("--tokens", required=True)
+parser.add_argument("--tokens", required=True, help="the training token store (results/data/train)")
 parser.add_argument("--tokenizer", required=True)
 parser.add_argument("--out", required=True, help="folder for the fine-tuned model")
 parser.add_argument("--loss", required=True, help="loss log CSV")

@@ -2,11 +2,11 @@
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
 from conftest import ROOT
+from longrope.data.tokens import load_tokens
 from test_workflow import run, write_config
 
 PAPER = sorted((ROOT / "config" / "paper").glob("*.yaml"))
@@ -120,9 +120,9 @@ def test_a_real_model_brings_its_own_tokenizer(tmp_path, tiny_model):
         config["data"]["tokenizer"] = {"kind": "pretrained"}
 
     done = run("--cores", "1", "--configfile", str(write_config(tmp_path, edit)), "--directory", str(tmp_path),
-               "results/data/fitness.npy", cwd=tmp_path)
+               "results/data/fitness", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    tokens = np.load(tmp_path / "results" / "data" / "fitness.npy")
+    tokens = load_tokens(tmp_path / "results" / "data" / "fitness")
     assert tokens[0] == 0 and tokens[1] != 0 and (tokens == 0).sum() == 1  # one held-out book, one BOS
     assert tokens[1:20].tolist() == tokenizer.encode(read_heldout_start(19), add_special_tokens=False).ids
 

@@ -29,6 +29,15 @@ def test_list_books_expands_globs_and_rejects_unknown():
         book_path(CORPUS, "austen-persuasion")
 
 
+def test_a_book_that_is_not_utf8_names_its_file(tmp_path):
+    import gzip
+
+    with gzip.open(tmp_path / "latin1.txt.gz", "wb") as f:
+        f.write("Émile".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"book .*latin1.txt.gz is not gzipped UTF-8 text: .*can't decode byte 0xc9"):
+        read_book(tmp_path / "latin1.txt.gz")
+
+
 TEXT = "Emma Woodhouse — handsome, clever, and rich, with a comfortable home 漢字\n\tand happy disposition"
 
 

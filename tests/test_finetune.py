@@ -9,6 +9,7 @@ import torch
 
 from conftest import ROOT
 from longrope.data.tokenizer import byte_tokenizer
+from longrope.data.tokens import StoreWriter
 from longrope.rope import RopeScaling
 
 SETTINGS = {"steps": 4, "batch_size": 2, "micro_batch_size": None, "seq_len": None, "lr": 1e-3, "warmup_steps": 1,
@@ -22,8 +23,10 @@ SETTINGS = {"steps": 4, "batch_size": 2, "micro_batch_size": None, "seq_len": No
 @pytest.fixture
 def inputs(tmp_path, tiny_model):
     tiny_model.save_pretrained(tmp_path / "model")
-    np.save(tmp_path / "tokens.npy", np.random.default_rng(0).integers(0, 256, 5000).astype(np.uint16))
-    byte_tokenizer().save(tmp_path / "tokenizer")
+    tokenizer = byte_tokenizer()
+    with StoreWriter(tmp_path / "tokens", tokenizer, source="random bytes") as store:
+        store.append(np.random.default_rng(0).integers(0, 256, 5000))
+    tokenizer.save(tmp_path / "tokenizer")
     return tmp_path
 
 
@@ -32,7 +35,7 @@ def finetune(tmp_path, factors, settings=None, model="model", out="out", launche
         "longrope", 32, 64, factors=factors).to_dict()}))
     return subprocess.run(
         [*launcher, str(ROOT / "scripts" / "finetune.py"), "--model", str(tmp_path / model),
-         "--scaling", str(tmp_path / "factors.json"), "--tokens", str(tmp_path / "tokens.npy"),
+         "--scaling", str(tmp_path / "factors.json"), "--tokens", str(tmp_path / "tokens"),
          "--tokenizer", str(tmp_path / "tokenizer"), "--out", str(tmp_path / out),
          "--loss", str(tmp_path / f"{out}-loss.csv"), "--work-dir", str(tmp_path / f"{out}-work"),
          "--settings", json.dumps({**SETTINGS, **(settings or {})}), *args],

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from longrope.data.tokens import encode_in_batches, token_dtype
+
 # ---------------------------------------------------------------------------------------------
 # Books
 
@@ -19,8 +21,11 @@ def book_path(corpus_dir: str | Path, name: str) -> Path:
 
 
 def read_book(path: str | Path) -> str:
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        return f.read().lstrip("\ufeff")
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            return f.read().lstrip("\ufeff")
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as error:
+        raise ValueError(f"book {path} is not gzipped UTF-8 text: {error}") from None
 
 
 def list_books(corpus_dir: str | Path, patterns: list[str]) -> list[str]:
@@ -35,18 +40,11 @@ def list_books(corpus_dir: str | Path, patterns: list[str]) -> list[str]:
     return names
 
 
-
-
 def encode_documents(tokenizer, texts: list[str]) -> np.ndarray:
-    """Join documents as BOS doc EOS BOS doc EOS … (the layout the paper trains on), or without the marker the
-    tokenizer does not have."""
-    head = [] if tokenizer.bos_id is None else [tokenizer.bos_id]
-    tail = [] if tokenizer.eos_id is None else [tokenizer.eos_id]
-    ids: list[int] = []
-    for text in texts:
-        ids += [*head, *tokenizer.encode(text), *tail]
-    dtype = np.uint16 if tokenizer.vocab_size <= np.iinfo(np.uint16).max else np.int32
-    return np.asarray(ids, dtype=dtype)
+    """Documents joined as BOS doc EOS BOS doc EOS … (the layout the paper trains on), or without the marker the
+    tokenizer does not have, in one array: a token store's layout for texts that fit in memory."""
+    documents = [np.zeros(0, dtype=np.int64), *encode_in_batches(tokenizer, texts)]
+    return np.concatenate(documents).astype(token_dtype(tokenizer.vocab_size))
 
 
 def split_heldout(tokens: np.ndarray, fitness_fraction: float) -> tuple[np.ndarray, np.ndarray]:

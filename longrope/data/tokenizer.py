@@ -1,6 +1,7 @@
 """Tokenizers kept as Hugging Face tokenizer folders: bytes, a byte-level BPE trained here, or a model's own."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -15,8 +16,9 @@ class Tokenizer:
     hard-coded names). Documents are laid out as BOS doc EOS when the tokenizer itself starts a sequence with BOS,
     else as doc EOS (SmolLM2, Qwen2); BOS alone separates them when there is no EOS."""
 
-    def __init__(self, tokenizer, config: dict, source: str = "tokenizer"):
-        self._tok, self.config = tokenizer, config
+    def __init__(self, tokenizer, config: dict, source: str = "tokenizer", sha256: str | None = None):
+        # sha256: of the tokenizer.json it was loaded from (None for one built here), recorded in its token stores
+        self._tok, self.config, self.sha256 = tokenizer, config, sha256
         self.vocab_size = tokenizer.get_vocab_size()
         bos, eos = (self._token_id(config.get(key)) for key in ("bos_token", "eos_token"))
         if bos is None and eos is None:
@@ -43,11 +45,17 @@ class Tokenizer:
         for key in ("bos", "eos"):
             if config.get(f"{key}_token") is None and isinstance(model_config.get(f"{key}_token_id"), int):
                 config[f"{key}_token"] = tokenizer.id_to_token(model_config[f"{key}_token_id"])
-        return cls(tokenizer, config, source=f"the tokenizer in {folder}")
+        sha256 = hashlib.sha256((folder / "tokenizer.json").read_bytes()).hexdigest()
+        return cls(tokenizer, config, source=f"the tokenizer in {folder}", sha256=sha256)
 
     def encode(self, text: str) -> list[int]:
-        # The post-processor's BOS is left out: encode_documents places the document markers itself.
+        # The post-processor's BOS is left out: the documents' layout (longrope.data.tokens) places the markers itself.
         return self._tok.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """`encode` of many texts in one call, which the fast tokenizer spreads over its threads (RAYON_NUM_THREADS,
+        else every core)."""
+        return [encoding.ids for encoding in self._tok.encode_batch(texts, add_special_tokens=False)]
 
     def decode(self, ids) -> str:
         return self._tok.decode(list(ids))

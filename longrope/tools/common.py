@@ -49,7 +49,7 @@ def search_arguments(doc: str, stage_help: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage_dir", type=Path, help=stage_help)
     parser.add_argument("--model", type=Path, default=Path("results/base/model"))
-    parser.add_argument("--tokens", type=Path, default=Path("results/data/fitness.npy"))
+    parser.add_argument("--tokens", type=Path, default=Path("results/data/fitness"), help="the fitness token store")
     parser.add_argument("--tokenizer", type=Path, default=Path("results/data/tokenizer"), help="for needle_ppl")
     parser.add_argument("--threads", type=int, default=2)
     return parser
@@ -75,7 +75,7 @@ def stage_length(found: FoundFactors) -> int:
 
 def search_fitness_windows(found: FoundFactors, tokens_path, tokenizer_path) -> FitnessWindows:
     """(windows, scored tokens or None for all) at each fitness length of a finished search, rebuilt as the search
-    built them from the fitness half (results/data/fitness.npy): one length, or L0 and the stage's for a recovery."""
+    built them from the fitness store (results/data/fitness): one length, or L0 and the stage's for a recovery."""
     settings, L0 = search_settings(found), found.original_length
     tokens = load_tokens(tokens_path)
     tokenizer = load_tokenizer(tokenizer_path) if settings.fitness == "needle_ppl" else None  # only needles use it
