@@ -34,6 +34,23 @@ def samples_for_length(length: int, max_samples: int, tokens_per_length: int, mi
     return max(1, min(wanted, region // length))
 
 
+def pick_documents(lengths: np.ndarray, min_length: int, count: int, pick: str, seed: int | list[int]) -> np.ndarray:
+    """Sorted ids of `count` documents of at least `min_length` tokens (`lengths[i]` is document i's): the first in
+    store order (`pick` 'first', the official code's choice) or drawn by `seed` without replacement ('seeded').
+    Raises when fewer documents are that long."""
+    long_enough = np.flatnonzero(np.asarray(lengths) >= min_length)
+    if count > len(long_enough):
+        raise ValueError(f"{len(long_enough)} documents of at least {min_length} tokens exist, {count} asked for")
+    if pick == "first":
+        return long_enough[:count]
+    return np.sort(np.random.default_rng(seed).choice(long_enough, size=count, replace=False))
+
+
+def document_windows(store, ids: np.ndarray, length: int) -> np.ndarray:
+    """The first `length` tokens of each document `ids` of a TokenStore, as an (n, length) int64 array."""
+    return np.stack([store[i][:length] for i in ids]).astype(np.int64)
+
+
 # ---------------------------------------------------------------------------------------------
 # Needle-driven fitness (LongRoPE2): perplexity only over tokens that need distant context
 
