@@ -7,11 +7,11 @@ With evaluation.documents, whole documents of the evaluation store are scored in
 import sys
 import time
 
-import numpy as np
 import torch
 
 from longrope.data.tokens import TokenStore
-from longrope.data.windows import document_windows, pick_documents, sample_windows, samples_for_length, window_starts
+from longrope.data.windows import (document_windows, evaluation_documents, sample_windows, samples_for_length,
+                                   window_starts)
 from longrope.evaluation.perplexity import evaluation_lengths, perplexity, sliding_perplexity
 from longrope.evaluation.records import PerplexityRecords
 from longrope.evaluation.subjects import subject_scalings
@@ -41,11 +41,8 @@ for i, (label, scaling) in enumerate(scalings):
         span = (p.document_length or 2 * length) if p.mode == "sliding" else length
         documents = None
         if p.documents:
-            # the same documents at every length whose span min_length covers, so lengths compare like for like
-            least = max(p.documents.get("min_length") or span, span)
             try:
-                documents = pick_documents(np.diff(store.documents), least, p.documents["count"],
-                                           p.documents.get("pick", "first"), seed=[p.seed, least])
+                documents = evaluation_documents(store, span, p.seed, **p.documents)
             except ValueError as error:
                 raise ValueError(f"evaluation.documents ({snakemake.input.tokens}, length {length}): {error}") from None
             starts = store.documents[documents]

@@ -12,7 +12,7 @@ from conftest import ROOT
 from longrope.data.chunks import Chunks, epoch_order
 from longrope.data.tokenizer import byte_tokenizer
 from longrope.data.tokens import write_store
-from longrope.data.windows import document_windows, pick_documents
+from longrope.data.windows import document_windows, evaluation_documents, pick_documents
 from longrope.evaluation.perplexity import Perplexity
 from longrope.evaluation.records import PerplexityRecords
 from longrope.plan import Plan, PlanError
@@ -143,6 +143,25 @@ def test_documents_are_the_first_long_enough_ones_or_drawn_by_seed():
 def test_too_few_long_documents_say_how_many_exist_and_were_asked():
     with pytest.raises(ValueError, match="2 documents of at least 70 tokens exist, 3 asked for"):
         pick_documents(LENGTHS, 70, 3, "first", seed=0)
+
+
+def test_every_length_that_min_length_covers_scores_the_same_documents(tmp_path):
+    texts = [chr(ord("a") + i) * n for i, n in enumerate([30, 300, 120, 500, 260, 90, 400])]
+    store = write_store(tmp_path / "store", byte_tokenizer(), texts, source="seven")
+    spec = {"count": 2, "min_length": 250, "pick": "seeded"}
+    chosen = {span: tuple(evaluation_documents(store, span, 1, **spec)) for span in (32, 64, 250, 350)}
+    assert chosen[32] == chosen[64] == chosen[250] and set(chosen[32]) <= {1, 3, 4, 6}
+    assert set(chosen[350]) <= {3, 6}  # longer than min_length: documents that hold the span
+    assert list(evaluation_documents(store, 100, 1, count=3)) == [1, 2, 3]  # first, of at least the span
+
+
+def test_evaluation_documents_need_a_count_and_default_to_none():
+    config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    assert Plan.load(config, ROOT).evaluation["documents"] is None
+    config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    config["evaluation"]["documents"] = {"pick": "seeded"}
+    with pytest.raises(PlanError, match="evaluation.documents: 'count' is a required property"):
+        Plan.load(config, ROOT)
 
 
 def test_documents_are_cut_to_the_length_and_their_ids_recorded(tmp_path):

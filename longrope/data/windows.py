@@ -46,6 +46,15 @@ def pick_documents(lengths: np.ndarray, min_length: int, count: int, pick: str, 
     return np.sort(np.random.default_rng(seed).choice(long_enough, size=count, replace=False))
 
 
+def evaluation_documents(store, span: int, seed: int, count: int, min_length: int | None = None,
+                         pick: str = "first") -> np.ndarray:
+    """The documents of a TokenStore that evaluation.documents scores at a span of `span` tokens: `count` of at
+    least max(min_length, span) tokens (min_length None: span), picked by pick_documents with the seed
+    [seed, that minimum], so that every span min_length covers is scored on the same documents."""
+    least = max(min_length or span, span)
+    return pick_documents(np.diff(store.documents), least, count, pick, seed=[seed, least])
+
+
 def document_windows(store, ids: np.ndarray, length: int) -> np.ndarray:
     """The first `length` tokens of each document `ids` of a TokenStore, as an (n, length) int64 array."""
     return np.stack([store[i][:length] for i in ids]).astype(np.int64)
