@@ -69,6 +69,7 @@ class SearchSettings:
     ablation: bool
     model: str = "base"
     base_stage: str | None = None
+    documents: dict | None = None  # absent from the settings a factors.json of an older run recorded
 
     from_dict = classmethod(_from_dict)
 

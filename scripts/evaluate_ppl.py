@@ -40,7 +40,7 @@ for i, (label, scaling) in enumerate(scalings):
         # truncate: one window of `length` per sample; sliding: documents of `span` scored by windows of `length`
         span = (p.document_length or 2 * length) if p.mode == "sliding" else length
         documents = None
-        if p.documents:
+        if p.documents is not None:
             try:
                 documents = evaluation_documents(store, span, p.seed, **p.documents)
             except ValueError as error:

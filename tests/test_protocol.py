@@ -16,6 +16,7 @@ from longrope.data.windows import document_windows, evaluation_documents, pick_d
 from longrope.evaluation.perplexity import Perplexity
 from longrope.evaluation.records import PerplexityRecords
 from longrope.plan import Plan, PlanError
+from longrope.search.windows import fitness_documents, fitness_windows
 from longrope.training.loop import TrainConfig, batch_at, chunk_supply_error, train
 
 # Token i of the store is i, and the markers are negative, so a row tells which chunk it is.
@@ -188,3 +189,63 @@ def test_windows_records_without_documents_have_no_document_column(tmp_path):
     records.add(key, Perplexity(np.array([1.0]), 19), [0], 0.1)
     records.save(tmp_path / "ppl.csv", tmp_path / "ppl.windows.csv")
     assert "document" not in pd.read_csv(tmp_path / "ppl.windows.csv").columns
+
+
+# ---------------------------------------------------------------------------------------------
+# Search fitness on documents
+
+
+def fitness_settings(**overrides):
+    return SimpleNamespace(**{"seed": 5, "samples": 2, "fitness": "ppl", "needles": 1, "documents": None,
+                              **overrides})
+
+
+@pytest.fixture
+def fitness_store(tmp_path):
+    texts = [letter * n for letter, n in zip("abcdef", [100, 700, 50, 900, 800, 300])]
+    return write_store(tmp_path / "fitness", byte_tokenizer(), texts, source="six")
+
+
+def test_fitness_on_documents_scores_their_first_tokens(fitness_store):
+    settings = fitness_settings(documents={"min_length": 600})
+    assert list(fitness_documents(fitness_store, 256, settings)) == [1, 3]
+    windows, scored = fitness_windows(fitness_store, None, 256, settings, original_length=32)
+    assert scored is None and np.array_equal(windows, document_windows(fitness_store, [1, 3], 256))
+    assert fitness_documents(fitness_store, 256, fitness_settings()) is None
+
+
+def test_needle_fitness_plants_its_needles_in_the_documents(fitness_store):
+    tokenizer = byte_tokenizer()
+    settings = fitness_settings(fitness="needle_ppl", documents={"min_length": 600, "pick": "seeded"})
+    ids = fitness_documents(fitness_store, 512, settings)
+    windows, scored = fitness_windows(fitness_store, tokenizer, 512, settings, original_length=32)
+    for window, document in zip(windows, ids):
+        counts = np.bincount(window, minlength=258)
+        assert counts[ord("abcdef"[document])] >= 400  # the haystack: that document's text (+ a needle and its recall)
+    assert scored.any()
+
+
+def test_too_few_fitness_documents_name_the_key(fitness_store):
+    with pytest.raises(ValueError, match=r"search.documents \(fitness at 512 tokens\): 3 documents of at least 512 "
+                                         r"tokens exist, 4 asked for"):
+        fitness_windows(fitness_store, None, 512, fitness_settings(samples=4, documents={}), original_length=32)
+
+
+def test_factors_record_fitness_documents_only_when_used(tmp_path):
+    from longrope.factors import FoundFactors
+    from longrope.rope import RopeScaling
+
+    found = FoundFactors("128k", RopeScaling("longrope", 32, 64, factors=(1.0,) * 8), 2.0, 3.0, 2, 10, 0, {},
+                         "base", 4, "float32")
+    found.save(tmp_path / "a.json", tmp_path / "a.csv")
+    assert "fitness_documents" not in (tmp_path / "a.json").read_text()
+    with_ids = FoundFactors(**{**found.__dict__, "fitness_documents": {"64": [1, 3]}})
+    with_ids.save(tmp_path / "b.json", tmp_path / "b.csv")
+    assert FoundFactors.load(tmp_path / "b.json").fitness_documents == {"64": [1, 3]}
+
+
+def test_a_stage_may_search_on_documents():
+    config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    config["stages"]["128k"]["search"]["documents"] = {"pick": "seeded"}
+    plan = Plan.load(config, ROOT)
+    assert plan.stages["128k"].search.documents == {"pick": "seeded"} and plan.stages["256k"].search.documents is None

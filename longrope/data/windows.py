@@ -73,11 +73,12 @@ class NeedleWindows:
 
 
 def needle_windows(tokens: np.ndarray, tokenizer, length: int, n: int, seed: int | list[int],
-                   original_length: int, needles: int = 4) -> NeedleWindows:
+                   original_length: int, needles: int = 4, starts: np.ndarray | None = None) -> NeedleWindows:
     """`n` windows of exactly `length` tokens of `tokens` (the fitness half only) with key–value statements planted
     far before a recall block that repeats them; only the recalled digits are scored.
 
-    Window i starts where sample_windows' window i does (window_starts, same seed). A generator seeded with the
+    Window i starts where sample_windows' window i does (window_starts, same seed), or at `starts[i]` when given
+    (the first tokens of whole documents, each at least `length` long). A generator seeded with the
     seed's first child (np.random.SeedSequence(seed).spawn(1)[0], apart from the slots' draws) then draws, window by
     window: `needles` names (a capital from A–Z without replacement, so they differ, then 5 lowercase letters),
     their values (integers in [10000, 100000)), the insertion depths, and the recall order (a permutation).
@@ -91,7 +92,7 @@ def needle_windows(tokens: np.ndarray, tokenizer, length: int, n: int, seed: int
     """
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
     ids, scored = np.zeros((n, length), dtype=np.int64), np.zeros((n, length), dtype=bool)
-    for i, start in enumerate(window_starts(len(tokens), length, n, seed)):
+    for i, start in enumerate(window_starts(len(tokens), length, n, seed) if starts is None else starts):
         names = [ascii_lowercase[first].upper() + "".join(ascii_lowercase[c] for c in rng.integers(0, 26, 5))
                  for first in rng.choice(26, needles, replace=False)]
         statements = [tokenizer.encode(NEEDLE_STATEMENT.format(name=name, value=value))
