@@ -8,7 +8,7 @@ The package every workflow script uses, in layers; a module imports only from th
     model.py       checkpoints: load with exactly one scaling applied, save with the scaling; dtype, attention, NLL
     factors.py     searched factors, the artifact every stage passes on (factors.json / factors.csv)
     plan.py        the workflow config, validated once, as typed frozen settings (no torch)
-    data/          corpora, tokenizers, token stores, windows, synthetic prompts
+    data/          corpora, tokenizers, token stores, windows, fine-tuning chunks, synthetic prompts
     parallelism/   Ulysses sequence parallelism and the memory planner
     search/        the evolution engine, fitness and its windows
     training/      the training loop, plain torch or DeepSpeed

@@ -30,6 +30,7 @@ class FoundFactors:
     model: str  # the folder searched on
     critical_dimension: int
     dtype: str  # the compute dtype the fitness ran in, as resolved on the machine that ran it
+    fitness_documents: dict[str, list[int]] | None = None  # fitness length -> document ids, with search.documents
 
     @property
     def original_length(self) -> int:
@@ -46,6 +47,8 @@ class FoundFactors:
 
     def save(self, json_path: str | Path, csv_path: str | Path) -> None:
         record = asdict(self)
+        if self.fitness_documents is None:  # seeded windows: the record stays as it was before documents existed
+            del record["fitness_documents"]
         record.update(scaling=self.scaling.to_dict(), attention_factor=self.scaling.attention_scale,
                       original_length=self.original_length, target_length=self.target_length)
         Path(json_path).write_text(json.dumps(record, indent=2))

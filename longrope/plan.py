@@ -69,6 +69,7 @@ class SearchSettings:
     ablation: bool
     model: str = "base"
     base_stage: str | None = None
+    documents: dict | None = None  # absent from the settings a factors.json of an older run recorded
 
     from_dict = classmethod(_from_dict)
 
@@ -99,6 +100,7 @@ class FinetuneSettings:
     checkpoint_every: int
     passkey_fraction: float
     sampling: str
+    epochs: int
     mixed_window: dict | None
     deepspeed: str | None  # absolute path of the DeepSpeed JSON
     processes: int
@@ -497,6 +499,9 @@ def _check_finetune(plan: Plan) -> None:
             raise PlanError(f"stages.{name}.finetune needs stages.{name}.search: it trains with those factors")
         settings = plan.stages[name].finetune
         _check_model_ref(plan, settings.start, name, f"stages.{name}.finetune.from")
+        if settings.epochs > 1 and settings.sampling != "chunks":
+            raise PlanError(f"stages.{name}.finetune.epochs {settings.epochs}: epochs count passes over chunks and "
+                            f"need sampling 'chunks', not {settings.sampling!r}")
         nodes = plan.job_resources("finetune", name).get("nodes", 1)
         for key, value in ((f"stages.{name}.finetune.processes", settings.processes),
                            (f"stages.{name}.resources.finetune.nodes", nodes)):

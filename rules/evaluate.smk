@@ -2,6 +2,7 @@ EVAL_PARAMS = dict(
     mode=EVAL["mode"],
     stride=EVAL["stride"],
     document_length=EVAL["document_length"],
+    documents=EVAL["documents"],
     max_samples=EVAL["max_samples"],
     min_samples=EVAL["min_samples"],
     tokens_per_length=EVAL["tokens_per_length"],

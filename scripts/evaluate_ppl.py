@@ -2,14 +2,16 @@
 Each scaling is evaluated at the lengths up to `beyond_target` × its target; plain RoPE at every length. Given no
 scaling, a fine-tuned model is evaluated with the one saved with it.
 Samples come from the held-out evaluation text, drawn by seed and length only (never the search-fitness half), so
-every model and scaling is scored on the same windows at a given length; each window's NLL is kept for pairing."""
+every model and scaling is scored on the same windows at a given length; each window's NLL is kept for pairing.
+With evaluation.documents, whole documents of the evaluation store are scored instead, and their ids recorded."""
 import sys
 import time
 
 import torch
 
-from longrope.data.tokens import load_tokens
-from longrope.data.windows import sample_windows, samples_for_length, window_starts
+from longrope.data.tokens import TokenStore
+from longrope.data.windows import (document_windows, evaluation_documents, sample_windows, samples_for_length,
+                                   window_starts)
 from longrope.evaluation.perplexity import evaluation_lengths, perplexity, sliding_perplexity
 from longrope.evaluation.records import PerplexityRecords
 from longrope.evaluation.subjects import subject_scalings
@@ -22,7 +24,8 @@ p = snakemake.params
 torch.set_num_threads(max(1, snakemake.threads // p.sequence))
 scalings = subject_scalings(p.scalings, getattr(snakemake.input, "factors", None), getattr(p, "label", None),
                             snakemake.input.model)
-tokens = load_tokens(snakemake.input.tokens)
+store = TokenStore.open(snakemake.input.tokens)
+tokens = store.tokens
 dtype = compute_dtype(p.dtype)
 model = load_model(snakemake.input.model, attention=p.attention, dtype=dtype, scaling=scalings[0][1])
 print(f"compute dtype {dtype_name(dtype)} (compute.dtype: {p.dtype})")
@@ -36,12 +39,21 @@ for i, (label, scaling) in enumerate(scalings):
         t0 = time.time()
         # truncate: one window of `length` per sample; sliding: documents of `span` scored by windows of `length`
         span = (p.document_length or 2 * length) if p.mode == "sliding" else length
-        n = samples_for_length(span, p.max_samples, p.tokens_per_length, p.min_samples, len(tokens))
-        starts = window_starts(len(tokens), span, n, seed=[p.seed, span])  # the windows sample_windows slices
-        samples = sample_windows(tokens, span, n, seed=[p.seed, span])
+        documents = None
+        if p.documents is not None:
+            try:
+                documents = evaluation_documents(store, span, p.seed, **p.documents)
+            except ValueError as error:
+                raise ValueError(f"evaluation.documents ({snakemake.input.tokens}, length {length}): {error}") from None
+            starts = store.documents[documents]
+            samples = document_windows(store, documents, span)
+        else:
+            n = samples_for_length(span, p.max_samples, p.tokens_per_length, p.min_samples, len(tokens))
+            starts = window_starts(len(tokens), span, n, seed=[p.seed, span])  # the windows sample_windows slices
+            samples = sample_windows(tokens, span, n, seed=[p.seed, span])
         result = (sliding_perplexity(model, samples, length, p.stride) if p.mode == "sliding"
                   else perplexity(model, samples))
         key = {"study": p.study, "model": p.model, "method": label, "scale": scaling.scale, "n_hat": scaling.n_hat,
                "length": length}
-        print(records.add(key, result, starts, time.time() - t0))
+        print(records.add(key, result, starts, time.time() - t0, documents))
 records.save(snakemake.output.perplexity, snakemake.output.windows)

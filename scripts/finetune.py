@@ -18,10 +18,11 @@ from longrope.patching import tile_mlp
 from longrope.plan import FinetuneSettings
 from longrope.rope import mixed_window_scaling
 from longrope.factors import load_factors
-from longrope.training.loop import TorchBackend, TrainConfig, train
+from longrope.training.loop import TorchBackend, TrainConfig, chunk_supply_error, train
 
 TRAIN_KEYS = ("steps", "batch_size", "micro_batch_size", "lr", "warmup_steps", "schedule", "min_lr_ratio", "betas",
-              "weight_decay", "grad_clip", "seed", "checkpoint_every", "passkey_fraction", "sampling")
+              "weight_decay", "grad_clip", "seed", "checkpoint_every", "passkey_fraction", "sampling",
+              "epochs")
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--model", required=True, help="folder of the model to start from")
@@ -52,8 +53,12 @@ cfg = TrainConfig(seq_len=settings.seq_len or scaling.target_length, **short,
 gpu = torch.cuda.is_available()
 # bf16 autocast over fp32 weights where compute.dtype chooses bfloat16 (GPUs, CPUs with bf16 matrix units).
 precision = training_precision(settings.precision, dtype)
-# Everything that can be wrong is checked before the first step: the DeepSpeed JSON, the model folder, and that
-# the factors fit this model's head size and really change its forward.
+# Everything that can be wrong is checked before the first step: enough training chunks, the DeepSpeed JSON, the
+# model folder, and that the factors fit this model's head size and really change its forward.
+tokenizer = load_tokenizer(args.tokenizer)
+tokens = load_tokens(args.tokens)
+if cfg.sampling == "chunks" and (error := chunk_supply_error(tokens, cfg, tokenizer)):
+    sys.exit(f"finetune.sampling chunks ({args.tokens}): {error}")
 if args.sequence > 1 and not settings.deepspeed:
     sys.exit(f"--sequence {args.sequence} needs a deepspeed config: the ranks that share a row are DeepSpeed's")
 if settings.deepspeed:
@@ -70,7 +75,6 @@ print(f"fine-tuning {args.model} at {cfg.seq_len} tokens with {args.scaling} ({p
 
 backend = (DeepSpeedBackend(model, cfg, deepspeed_config, precision, args.sequence) if settings.deepspeed
            else TorchBackend(model, cfg, precision))
-tokenizer = load_tokenizer(args.tokenizer)
 print(f"backend: {type(backend).__name__}, {backend.world_size} process(es), {args.sequence} per row", file=sys.stderr)
 
 
@@ -79,6 +83,6 @@ def save(trained):
     tokenizer.save(args.out)
 
 
-train(model, load_tokens(args.tokens), tokenizer, cfg, args.work_dir, args.loss, backend=backend, finish=save)
+train(model, tokens, tokenizer, cfg, args.work_dir, args.loss, backend=backend, finish=save)
 if backend.rank == 0 and Path(args.work_dir).is_dir():  # no checkpoint, no folder: a run shorter than checkpoint_every
     shutil.rmtree(args.work_dir)

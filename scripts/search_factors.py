@@ -9,7 +9,7 @@ from tqdm import tqdm
 from transformers import AutoConfig
 
 from longrope.data.tokenizer import load_tokenizer
-from longrope.data.tokens import load_tokens
+from longrope.data.tokens import TokenStore
 from longrope.evaluation.report import plot_convergence
 from longrope.model import compute_dtype, dtype_name
 from longrope.plan import SearchSettings
@@ -17,7 +17,7 @@ from longrope.rope import RopeScaling, critical_dimension, equivalent_factors, r
 from longrope.search.engine import search
 from longrope.factors import FoundFactors, load_factors
 from longrope.search.fitness import FitnessPool, FitnessSpec
-from longrope.search.windows import fitness_lengths, fitness_windows
+from longrope.search.windows import fitness_documents, fitness_lengths, fitness_windows
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "a", buffering=1)
 
@@ -34,8 +34,11 @@ carried = np.asarray(earlier.factors) if mode == "secondary" else 1.0
 ratio = p.scale / earlier.scale if mode == "secondary" else p.scale
 cfg = settings.engine_config(ratio)
 head_dim, base = rope_geometry(AutoConfig.from_pretrained(snakemake.input.model, local_files_only=True))
-tokens, tokenizer = load_tokens(snakemake.input.tokens), load_tokenizer(snakemake.input.tokenizer)
-windows, scored = zip(*(fitness_windows(tokens, tokenizer, n, settings, L0) for n in fitness_lengths(mode, L0, target)))
+store, tokenizer = TokenStore.open(snakemake.input.tokens), load_tokenizer(snakemake.input.tokenizer)
+lengths = fitness_lengths(mode, L0, target)
+windows, scored = zip(*(fitness_windows(store, tokenizer, n, settings, L0) for n in lengths))
+documents = (None if settings.documents is None  # search.documents: which documents each fitness length scored
+             else {str(n): fitness_documents(store, n, settings).tolist() for n in lengths})
 
 
 def scaling(c) -> RopeScaling:
@@ -70,7 +73,7 @@ FoundFactors(
     stage=p.stage, scaling=scaling(result.best), scale=p.scale, fitness_ppl=result.best_fitness,
     fitness_samples=settings.samples, evaluations=result.evaluations, cache_hits=result.cache_hits,
     search={**settings.to_dict(), "ceiling_value": cfg.ceiling}, model=str(snakemake.input.model),
-    critical_dimension=critical_dimension(head_dim, base, L0), dtype=dtype_name(dtype),
+    critical_dimension=critical_dimension(head_dim, base, L0), dtype=dtype_name(dtype), fitness_documents=documents,
 ).save(snakemake.output.json, snakemake.output.factors)
 shutil.copy(Path(p.work_dir) / "search_log.jsonl", snakemake.output.log)
 plot_convergence(result.history, snakemake.output.plot, title=f"search_{p.stage} (s = {p.scale:g})")

@@ -14,7 +14,8 @@ from longrope.rope import RopeScaling
 
 SETTINGS = {"steps": 4, "batch_size": 2, "micro_batch_size": None, "seq_len": None, "lr": 1e-3, "warmup_steps": 1,
             "schedule": "linear", "min_lr_ratio": 0.0, "betas": [0.9, 0.999], "weight_decay": 0.0, "grad_clip": 1.0,
-            "seed": 42, "checkpoint_every": 2, "passkey_fraction": 0.0, "sampling": "blocks", "mixed_window": None,
+            "seed": 42, "checkpoint_every": 2, "passkey_fraction": 0.0, "sampling": "blocks", "epochs": 1,
+            "mixed_window": None,
             "deepspeed": None, "processes": 1, "precision": "auto", "gradient_checkpointing": "auto", "tile_mlp": None,
             "attention": "auto", "threads": 1,
             "dtype": "float32"}
@@ -75,6 +76,8 @@ def test_mixed_window_model_is_saved_and_loaded_with_a_short_set_of_ones(inputs)
     ([1.0] * 8, {"deepspeed": "broken.json"}, "model", "broken.json is not valid JSON"),
     ([1.0] * 8, {"batch_size": 3, "micro_batch_size": 2}, "model", "batch_size 3 does not split"),
     ([1.0] * 8, {"mixed_window": {"fraction": 0.1}}, "model", "short_fraction 0.1 of batch_size 2 gives 0 short rows"),
+    ([1.0] * 8, {"sampling": "chunks", "steps": 50}, "model",
+     r"holds 79 chunks of 65 tokens and the run needs 100; epochs > 1 lets chunks repeat"),
 ])
 def test_bad_input_fails_before_training(inputs, factors, settings, model, message):
     import re

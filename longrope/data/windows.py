@@ -34,6 +34,32 @@ def samples_for_length(length: int, max_samples: int, tokens_per_length: int, mi
     return max(1, min(wanted, region // length))
 
 
+def pick_documents(lengths: np.ndarray, min_length: int, count: int, pick: str, seed: int | list[int]) -> np.ndarray:
+    """Sorted ids of `count` documents of at least `min_length` tokens (`lengths[i]` is document i's): the first in
+    store order (`pick` 'first', the official code's choice) or drawn by `seed` without replacement ('seeded').
+    Raises when fewer documents are that long."""
+    long_enough = np.flatnonzero(np.asarray(lengths) >= min_length)
+    if count > len(long_enough):
+        raise ValueError(f"{len(long_enough)} documents of at least {min_length} tokens exist, {count} asked for")
+    if pick == "first":
+        return long_enough[:count]
+    return np.sort(np.random.default_rng(seed).choice(long_enough, size=count, replace=False))
+
+
+def evaluation_documents(store, span: int, seed: int, count: int, min_length: int | None = None,
+                         pick: str = "first") -> np.ndarray:
+    """The documents of a TokenStore that evaluation.documents scores at a span of `span` tokens: `count` of at
+    least max(min_length, span) tokens (min_length None: span), picked by pick_documents with the seed
+    [seed, that minimum], so that every span min_length covers is scored on the same documents."""
+    least = max(min_length or span, span)
+    return pick_documents(np.diff(store.documents), least, count, pick, seed=[seed, least])
+
+
+def document_windows(store, ids: np.ndarray, length: int) -> np.ndarray:
+    """The first `length` tokens of each document `ids` of a TokenStore, as an (n, length) int64 array."""
+    return np.stack([store[i][:length] for i in ids]).astype(np.int64)
+
+
 # ---------------------------------------------------------------------------------------------
 # Needle-driven fitness (LongRoPE2): perplexity only over tokens that need distant context
 
@@ -47,11 +73,12 @@ class NeedleWindows:
 
 
 def needle_windows(tokens: np.ndarray, tokenizer, length: int, n: int, seed: int | list[int],
-                   original_length: int, needles: int = 4) -> NeedleWindows:
+                   original_length: int, needles: int = 4, starts: np.ndarray | None = None) -> NeedleWindows:
     """`n` windows of exactly `length` tokens of `tokens` (the fitness half only) with key–value statements planted
     far before a recall block that repeats them; only the recalled digits are scored.
 
-    Window i starts where sample_windows' window i does (window_starts, same seed). A generator seeded with the
+    Window i starts where sample_windows' window i does (window_starts, same seed), or at `starts[i]` when given
+    (the first tokens of whole documents, each at least `length` long). A generator seeded with the
     seed's first child (np.random.SeedSequence(seed).spawn(1)[0], apart from the slots' draws) then draws, window by
     window: `needles` names (a capital from A–Z without replacement, so they differ, then 5 lowercase letters),
     their values (integers in [10000, 100000)), the insertion depths, and the recall order (a permutation).
@@ -65,7 +92,7 @@ def needle_windows(tokens: np.ndarray, tokenizer, length: int, n: int, seed: int
     """
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
     ids, scored = np.zeros((n, length), dtype=np.int64), np.zeros((n, length), dtype=bool)
-    for i, start in enumerate(window_starts(len(tokens), length, n, seed)):
+    for i, start in enumerate(window_starts(len(tokens), length, n, seed) if starts is None else starts):
         names = [ascii_lowercase[first].upper() + "".join(ascii_lowercase[c] for c in rng.integers(0, 26, 5))
                  for first in rng.choice(26, needles, replace=False)]
         statements = [tokenizer.encode(NEEDLE_STATEMENT.format(name=name, value=value))

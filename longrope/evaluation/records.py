@@ -1,6 +1,7 @@
 """Perplexity records, the artifact an evaluation job leaves: one row per measurement (study, model, method,
 scale, n̂, length → perplexity with its interval) and one per scored window (its start and NLL, for pairing two
-rows on identical windows). `PerplexityRecords` writes them; `read_records` reads a set of them back for the tables.
+rows on identical windows; the id of its document when whole documents are scored). `PerplexityRecords` writes
+them; `read_records` reads a set of them back for the tables.
 
 May import: pandas, longrope.evaluation.perplexity (its Perplexity result).
 """
@@ -34,13 +35,17 @@ class PerplexityRecords:
         self.rows: list[dict] = []
         self.windows: list[dict] = []
 
-    def add(self, key: dict, result, starts, seconds: float) -> dict:
+    def add(self, key: dict, result, starts, seconds: float, documents=None) -> dict:
         """One measurement: `key` (MEASUREMENT_KEYS), a longrope.evaluation.perplexity.Perplexity, the windows'
-        first-token offsets in the evaluation tokens."""
+        first-token offsets in the evaluation tokens, and when whole documents were scored (evaluation.documents)
+        their ids, kept in a `document` column."""
         row = {**key, **result.summary(), "n_samples": result.n_samples, "tokens": result.tokens,
                "seconds": round(seconds, 3)}
         self.rows.append(row)
-        self.windows += [{**key, "start": int(s), "nll": nll} for s, nll in zip(starts, result.unit_nll)]
+        windows = [{**key, "start": int(s), "nll": nll} for s, nll in zip(starts, result.unit_nll)]
+        if documents is not None:
+            windows = [{**window, "document": int(d)} for window, d in zip(windows, documents)]
+        self.windows += windows
         return row
 
     def save(self, perplexity_csv: str | Path, windows_csv: str | Path) -> None:

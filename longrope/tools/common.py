@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from longrope.data.tokenizer import load_tokenizer
-from longrope.data.tokens import load_tokens
+from longrope.data.tokens import TokenStore
 from longrope.evaluation.perplexity import perplexity
 from longrope.factors import FoundFactors
 from longrope.model import TINY_LLAMA, compute_dtype, load_model, tiny_llama
@@ -77,10 +77,10 @@ def search_fitness_windows(found: FoundFactors, tokens_path, tokenizer_path) -> 
     """(windows, scored tokens or None for all) at each fitness length of a finished search, rebuilt as the search
     built them from the fitness store (results/data/fitness): one length, or L0 and the stage's for a recovery."""
     settings, L0 = search_settings(found), found.original_length
-    tokens = load_tokens(tokens_path)
+    store = TokenStore.open(tokens_path)
     tokenizer = load_tokenizer(tokenizer_path) if settings.fitness == "needle_ppl" else None  # only needles use it
     note = partial(print, file=sys.stderr)  # stdout carries the tool's results
-    return [fitness_windows(tokens, tokenizer, n, settings, L0, log=note)
+    return [fitness_windows(store, tokenizer, n, settings, L0, log=note)
             for n in fitness_lengths(settings.mode, L0, stage_length(found))]
 
 

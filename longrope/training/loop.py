@@ -17,13 +17,14 @@ import torch
 from safetensors.torch import load_model, save_model
 from tqdm import tqdm
 
+from longrope.data.chunks import Chunks
 from longrope.data.prompts import passkey_training_example
 from longrope.model import next_token_nll
 
 SCHEDULES = ("cosine", "linear", "constant")
 
 
-SAMPLINGS = ("random", "blocks")
+SAMPLINGS = ("random", "blocks", "chunks")
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,10 @@ class TrainConfig:
     checkpoint_every: int = 100
     passkey_fraction: float = 0.0  # share of each batch's long rows replaced by synthetic passkey examples
     micro_batch_size: int | None = None  # rows per forward and process; None = as many as accumulation() allows
-    sampling: str = "random"      # windows at any offset, or whole seq_len blocks (the paper's fine-tuning chunks)
+    # Windows at any offset, whole seq_len blocks, or the paper's BOS/EOS-bookended chunks drawn without replacement
+    # (longrope.data.chunks), of which a run may go through `epochs` permutations.
+    sampling: str = "random"
+    epochs: int = 1
     # Mixed context window (LongRoPE2): this share of each batch's rows are short windows of short_len tokens, which
     # a scaling with a short set of ones (rope.mixed_window_scaling) runs under the original RoPE.
     short_fraction: float = 0.0
@@ -50,7 +54,7 @@ class TrainConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))
-        for name in ("steps", "batch_size", "seq_len", "checkpoint_every"):
+        for name in ("steps", "batch_size", "seq_len", "checkpoint_every", "epochs"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.schedule not in SCHEDULES:
@@ -75,6 +79,11 @@ class TrainConfig:
         """(long rows, short rows) of every batch; passkey examples are among the long rows."""
         short = round(self.batch_size * self.short_fraction)
         return self.batch_size - short, short
+
+    def chunk_rows(self) -> int:
+        """Rows of every batch drawn from chunks (sampling 'chunks'): the long rows that are not passkey examples."""
+        n_long = self.rows()[0]
+        return n_long - round(n_long * self.passkey_fraction)
 
     def accumulation(self, world_size: int) -> tuple[int, int]:
         """(rows per forward, forwards per step) on each of `world_size` processes. Each takes its share of the long
@@ -104,15 +113,20 @@ class TrainConfig:
 def batch_at(step: int, tokens: np.ndarray, cfg: TrainConfig, tokenizer) -> list[torch.Tensor]:
     """Batch `step` is a pure function of (seed, step), so a resumed run sees exactly the same data: the long rows
     (seq_len + 1 tokens, passkey examples among them), then with a mixed context window the short rows
-    (short_len + 1 tokens) — one tensor per length."""
+    (short_len + 1 tokens) — one tensor per length. Sampling 'chunks' draws the long rows from training_chunks in
+    run order and the short rows as 'blocks' does."""
     rng = np.random.default_rng([cfg.seed, step])
     n_long, n_short = cfg.rows()
     n_passkey = round(n_long * cfg.passkey_fraction)
-    long = _windows(tokens, cfg.seq_len, n_long - n_passkey, cfg.sampling, rng)
+    if cfg.sampling == "chunks":
+        long = _chunk_rows(training_chunks(tokens, cfg, tokenizer), step, cfg)
+    else:
+        long = _windows(tokens, cfg.seq_len, n_long - n_passkey, cfg.sampling, rng)
     long += [passkey_training_example(tokenizer, cfg.seq_len + 1, rng) for _ in range(n_passkey)]
     groups = [long]
     if n_short:  # drawn last, so the batches of a run without short rows stay as they were
-        groups.append(_windows(tokens, cfg.short_len, n_short, cfg.sampling, rng))
+        short_sampling = "blocks" if cfg.sampling == "chunks" else cfg.sampling
+        groups.append(_windows(tokens, cfg.short_len, n_short, short_sampling, rng))
     return [torch.from_numpy(np.stack(rows)) for rows in groups]
 
 
@@ -123,6 +137,25 @@ def _windows(tokens: np.ndarray, length: int, n: int, sampling: str, rng) -> lis
     else:
         starts = rng.integers(0, len(tokens) - length - 1, n)
     return [tokens[s : s + length + 1].astype(np.int64) for s in starts]
+
+
+def training_chunks(tokens: np.ndarray, cfg: TrainConfig, tokenizer) -> Chunks:
+    """The store cut into chunks of seq_len + 1 tokens, bookended with the tokenizer's BOS and EOS."""
+    return Chunks(tokens, cfg.seq_len + 1, tokenizer.bos_id, tokenizer.eos_id)
+
+
+def chunk_supply_error(tokens: np.ndarray, cfg: TrainConfig, tokenizer) -> str | None:
+    """Why the store cannot feed a whole run of sampling 'chunks' (steps × chunk rows within `epochs`), or None.
+    Checked before the first step, so that a run never stops midway for want of data."""
+    return training_chunks(tokens, cfg, tokenizer).supply_error(cfg.steps * cfg.chunk_rows(), cfg.epochs)
+
+
+def _chunk_rows(chunks: Chunks, step: int, cfg: TrainConfig) -> list[np.ndarray]:
+    n = cfg.chunk_rows()
+    error = chunks.supply_error((step + 1) * n, cfg.epochs)
+    if error:
+        raise ValueError(f"step {step + 1}: {error}")
+    return [chunks.row(step * n + i, cfg.seed) for i in range(n)]
 
 
 class TorchBackend:
