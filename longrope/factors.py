@@ -38,7 +38,9 @@ class FoundFactors:
 
     @property
     def target_length(self) -> int:
-        return self.scaling.target_length
+        """The stage's length, scale × L0. A recovery search's scaling targets the earlier stage's length instead:
+        its short set serves up to this one."""
+        return round(self.scale * self.original_length)
 
     @property
     def searched(self) -> tuple[float, ...]:

@@ -20,7 +20,7 @@ from longrope.factors import load_factors
 from longrope.patching import apply_rope_scaling
 from longrope.rope import RopeScaling
 from longrope.tools.common import (finished_search, load_scoring_model, search_arguments, search_fitness,
-                                   search_fitness_windows, search_settings, stage_length)
+                                   search_fitness_windows, search_settings)
 
 
 def spearman(a, b) -> float:
@@ -69,7 +69,7 @@ def main():
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
     summary = {
-        "model": str(args.model), "search": str(args.stage_dir), "length": stage_length(found),
+        "model": str(args.model), "search": str(args.stage_dir), "length": found.target_length,
         "windows": found.fitness_samples, "candidates": len(rows), "threads": args.threads,
         "bf16_reproduces_logged_fitness": bf16_check == evaluated[0]["fitness"],
         "seconds_per_evaluation": {"bfloat16": bf16_seconds, "float32": float(table["seconds_float32"].mean())},

@@ -68,11 +68,6 @@ def search_settings(found: FoundFactors) -> SearchSettings:
     return SearchSettings.from_dict({k: v for k, v in found.search.items() if k != "ceiling_value"})
 
 
-def stage_length(found: FoundFactors) -> int:
-    """The search stage's length: its target, except a recovery search's, whose scaling targets the earlier stage's."""
-    return round(found.scale * found.original_length)
-
-
 def search_fitness_windows(found: FoundFactors, tokens_path, tokenizer_path) -> FitnessWindows:
     """(windows, scored tokens or None for all) at each fitness length of a finished search, rebuilt as the search
     built them from the fitness store (results/data/fitness): one length, or L0 and the stage's for a recovery."""
@@ -81,7 +76,7 @@ def search_fitness_windows(found: FoundFactors, tokens_path, tokenizer_path) -> 
     tokenizer = load_tokenizer(tokenizer_path) if settings.fitness == "needle_ppl" else None  # only needles use it
     note = partial(print, file=sys.stderr)  # stdout carries the tool's results
     return [fitness_windows(store, tokenizer, n, settings, L0, log=note)
-            for n in fitness_lengths(settings.mode, L0, stage_length(found))]
+            for n in fitness_lengths(settings.mode, L0, found.target_length)]
 
 
 def search_fitness(model, windows: FitnessWindows) -> float:
