@@ -42,6 +42,11 @@ def _from_dict(cls, settings: dict):
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
 
 
+def _to_dict(settings) -> dict:
+    """Settings as plain data (lists, not tuples), for rule params and JSON."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
+
+
 @dataclass(frozen=True)
 class SearchSettings:
     """One search run's settings: the top-level `search:` block, halved above halve_above_scale, then the stage's."""
@@ -73,8 +78,7 @@ class SearchSettings:
 
     from_dict = classmethod(_from_dict)
 
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+    to_dict = _to_dict
 
     def engine_config(self, scale: float) -> SearchConfig:
         """The engine's settings for a search of `scale` (the remaining ratio of a secondary search)."""
@@ -118,8 +122,7 @@ class FinetuneSettings:
             settings["start"] = settings.pop("from")
         return _from_dict(cls, settings)
 
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+    to_dict = _to_dict
 
     @property
     def label(self) -> str:
