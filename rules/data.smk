@@ -1,4 +1,22 @@
-localrules: tokenizer, token_ids
+# Corpora in (longrope.data.sources), token stores out: a hub source is fetched once on the submitting node, each
+# role's share of its source is tokenized into a store that every later job memory-maps.
+localrules: fetch_source, tokenizer
+
+
+rule fetch_source:
+    """The files of a hub dataset at a pinned revision, into the hub cache; the manifest records the commit."""
+    output:
+        f"{SOURCE_MANIFESTS}/{{source}}.json",
+    params:
+        source=lambda w: PLAN.sources[w.source],
+    wildcard_constraints:
+        source="|".join(name for name, source in PLAN.sources.items() if source.kind == "hub") or "^$",
+    log:
+        "logs/fetch_source/{source}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/fetch_source.py"
 
 
 rule tokenizer:
@@ -9,6 +27,7 @@ rule tokenizer:
     params:
         kind=config["data"]["tokenizer"]["kind"],
         vocab_size=config["data"]["tokenizer"].get("vocab_size"),
+        selection=PLAN.selection("train"),
     log:
         "logs/tokenizer.log",
     benchmark:
@@ -19,22 +38,22 @@ rule tokenizer:
         "../scripts/train_tokenizer.py"
 
 
-rule token_ids:
+rule token_store:
+    """One role's share of its source, tokenized into a memory-mapped store (longrope.data.tokens)."""
     input:
+        unpack(store_inputs),
         tokenizer=TOKENIZER,
-        train=book_files("train_books"),
-        heldout=book_files("heldout_books"),
     output:
-        train=directory("results/data/train"),
-        fitness=directory("results/data/fitness"),
-        evaluation=directory("results/data/evaluation"),
+        directory(f"{STORES}/{{store}}"),
     params:
-        fitness_fraction=config["data"]["fitness_fraction"],
+        selection=lambda w: STORE_SELECTIONS[w.store],
+    wildcard_constraints:
+        store="|".join(STORE_SELECTIONS),
     threads: config["data"]["threads"]
     log:
-        "logs/token_ids.log",
+        "logs/token_store/{store}.log",
     benchmark:
-        "benchmarks/token_ids.tsv"
+        "benchmarks/token_store/{store}.tsv"
     conda:
         ENV
     script:

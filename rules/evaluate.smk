@@ -17,7 +17,7 @@ rule evaluate_base:
     """Perplexity of the base model by length under one baseline scaling at every stage's scale."""
     input:
         model=BASE_MODEL,
-        tokens="results/data/evaluation",
+        tokens=EVALUATION_TOKENS,
     output:
         perplexity="results/eval/base/{method}.csv",
         windows="results/eval/base/{method}.windows.csv",  # each window's NLL, for paired comparisons
@@ -48,7 +48,7 @@ rule evaluate_search:
     them yet: paper Table 1 on the base model; a recovery run's scaling is the final model)."""
     input:
         model=lambda w: PLAN.model_dir(SEARCH_RUNS[w.run].settings.model),
-        tokens="results/data/evaluation",
+        tokens=EVALUATION_TOKENS,
         factors="results/search/{run}/factors.json",
     output:
         perplexity="results/eval/search/{run}.csv",
@@ -81,7 +81,7 @@ rule evaluate_finetune:
     stage's factors, and after a mixed context window its short set of ones (paper Tables 5-7)."""
     input:
         model="results/finetune/{stage}/model",
-        tokens="results/data/evaluation",
+        tokens=EVALUATION_TOKENS,
     output:
         perplexity="results/eval/finetune/{stage}.csv",
         windows="results/eval/finetune/{stage}.windows.csv",  # each window's NLL, for paired comparisons
@@ -112,7 +112,7 @@ rule evaluate_n_hat:
     """PI and dynamic NTK at a search stage's scale with n̂ leading positions un-interpolated (paper Table 2)."""
     input:
         model=BASE_MODEL,
-        tokens="results/data/evaluation",
+        tokens=EVALUATION_TOKENS,
     output:
         perplexity="results/eval/n_hat/{stage}.csv",
         windows="results/eval/n_hat/{stage}.windows.csv",  # each window's NLL, for paired comparisons

@@ -10,7 +10,7 @@ for _stage in PLAN.finetune_stages():
         input:
             model=PLAN.model_dir(_settings.start),
             scaling=SEARCH_RUNS[_stage].factors,
-            tokens="results/data/train",
+            tokens=TRAIN_TOKENS,
             tokenizer=TOKENIZER,
             deepspeed=[_settings.deepspeed] if _settings.deepspeed else [],
         output:

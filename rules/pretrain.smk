@@ -3,7 +3,7 @@ if PLAN.base.source == "pretrain":
 
     rule pretrain_base:
         input:
-            tokens="results/data/train",
+            tokens=TRAIN_TOKENS,
             tokenizer=TOKENIZER,
         output:
             model=directory("results/base/model"),

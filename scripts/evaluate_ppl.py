@@ -24,10 +24,10 @@ p = snakemake.params
 torch.set_num_threads(max(1, snakemake.threads // p.sequence))
 scalings = subject_scalings(p.scalings, getattr(snakemake.input, "factors", None), getattr(p, "label", None),
                             snakemake.input.model)
-store = TokenStore.open(snakemake.input.tokens)
-tokens = store.tokens
 dtype = compute_dtype(p.dtype)
 model = load_model(snakemake.input.model, attention=p.attention, dtype=dtype, scaling=scalings[0][1])
+store = TokenStore.open(snakemake.input.tokens).check_vocabulary(model.config.vocab_size)
+tokens = store.tokens
 print(f"compute dtype {dtype_name(dtype)} (compute.dtype: {p.dtype})")
 if p.sequence > 1:  # every window split over this process and sequence - 1 followers
     spread(model, snakemake.input.model, p.sequence, max(1, snakemake.threads // p.sequence))

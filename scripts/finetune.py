@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import torch
+from transformers import AutoConfig
 
 from longrope.data.tokenizer import load_tokenizer
 from longrope.data.tokens import load_tokens
@@ -56,7 +57,7 @@ precision = training_precision(settings.precision, dtype)
 # Everything that can be wrong is checked before the first step: enough training chunks, the DeepSpeed JSON, the
 # model folder, and that the factors fit this model's head size and really change its forward.
 tokenizer = load_tokenizer(args.tokenizer)
-tokens = load_tokens(args.tokens)
+tokens = load_tokens(args.tokens, AutoConfig.from_pretrained(args.model, local_files_only=True).vocab_size)
 if cfg.sampling == "chunks" and (error := chunk_supply_error(tokens, cfg, tokenizer)):
     sys.exit(f"finetune.sampling chunks ({args.tokens}): {error}")
 if args.sequence > 1 and not settings.deepspeed:

@@ -33,8 +33,10 @@ earlier = load_factors(snakemake.input.base_factors) if mode != "plain" else Non
 carried = np.asarray(earlier.factors) if mode == "secondary" else 1.0
 ratio = p.scale / earlier.scale if mode == "secondary" else p.scale
 cfg = settings.engine_config(ratio)
-head_dim, base = rope_geometry(AutoConfig.from_pretrained(snakemake.input.model, local_files_only=True))
-store, tokenizer = TokenStore.open(snakemake.input.tokens), load_tokenizer(snakemake.input.tokenizer)
+architecture = AutoConfig.from_pretrained(snakemake.input.model, local_files_only=True)
+head_dim, base = rope_geometry(architecture)
+store = TokenStore.open(snakemake.input.tokens).check_vocabulary(architecture.vocab_size)
+tokenizer = load_tokenizer(snakemake.input.tokenizer)
 lengths = fitness_lengths(mode, L0, target)
 windows, scored = zip(*(fitness_windows(store, tokenizer, n, settings, L0) for n in lengths))
 documents = (None if settings.documents is None  # search.documents: which documents each fitness length scored

@@ -3,7 +3,7 @@ import re
 import numpy as np
 import pytest
 
-from longrope.data.corpus import encode_documents, list_books, read_book, book_path, split_heldout
+from longrope.data.corpus import encode_documents, list_books, read_book, book_path
 from longrope.data.prompts import passkey_prompt, passkey_training_example
 from longrope.data.tokenizer import Tokenizer, byte_tokenizer, load_tokenizer, train_tokenizer
 from longrope.data.windows import needle_windows, sample_windows, samples_for_length, window_starts
@@ -140,13 +140,6 @@ def test_documents_are_joined_with_bos_and_eos():
     assert ids.dtype == np.uint16
 
 
-def test_heldout_split_is_disjoint_and_complete():
-    tokens = np.arange(1000)
-    fitness, evaluation = split_heldout(tokens, 0.3)
-    assert len(fitness) == 300 and not set(fitness) & set(evaluation)
-    assert np.array_equal(np.concatenate([fitness, evaluation]), tokens)
-
-
 def test_windows_are_seeded_non_overlapping_and_inside_the_region():
     tokens = np.arange(10_000)
     a = sample_windows(tokens, 256, 8, seed=[3, 256])
@@ -204,19 +197,17 @@ def test_passkey_training_example_ends_with_its_answer():
 STATEMENT = re.compile(r"\nThe secret number of ([A-Z][a-z]{5}) is (\d{5})\.\n")
 
 
-def test_needle_windows_are_built_from_the_fitness_half_only():
-    """A held-out array whose fitness half holds ids 128-191 and evaluation half 192-255, neither an ASCII byte
-    as every statement token is: each window is one contiguous run of the fitness half, at sample_windows' start,
-    with the statements planted in it, and no id of the evaluation half."""
+def test_needle_windows_are_runs_of_the_fitness_text_with_statements_planted():
+    """Fitness ids 128-191, none an ASCII byte as every statement token is: each window is one contiguous run of
+    the fitness text, at sample_windows' start, with the statements planted in it."""
     tok = byte_tokenizer()
     rng = np.random.default_rng(0)
-    fitness, evaluation = split_heldout(np.concatenate([rng.integers(128, 192, 6000), rng.integers(192, 256, 6000)]),
-                                        0.5)
+    fitness = rng.integers(128, 192, 6000)
     needles = needle_windows(fitness, tok, 1024, 4, seed=[7, 1024], original_length=128)
     assert needles.ids.shape == needles.scored.shape == (4, 1024) and needles.ids.dtype == np.int64
     for ids, start in zip(needles.ids, window_starts(len(fitness), 1024, 4, [7, 1024])):
         hay = ids[ids >= 128]
-        assert hay.max() < 192 and np.array_equal(hay, fitness[start : start + len(hay)])
+        assert np.array_equal(hay, fitness[start : start + len(hay)])
         statements = STATEMENT.findall(tok.decode(ids[ids < 128]))
         assert len(statements) == 8 and sorted(statements[:4]) == sorted(statements[4:])  # planted, then recalled
         assert len(hay) == 1024 - len(tok.decode(ids[ids < 128]))

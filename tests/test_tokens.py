@@ -60,7 +60,7 @@ def test_metadata_names_the_tokenizer_the_source_and_the_counts(tmp_path, tokeni
     sha256 = hashlib.sha256((tmp_path / "tokenizer" / "tokenizer.json").read_bytes()).hexdigest()
     assert json.loads((tmp_path / "store" / "meta.json").read_text()) == store.meta == {
         "tokenizer_sha256": sha256, "source": "four texts", "documents": 4, "tokens": len(store.tokens),
-        "dtype": "uint16", "vocab_size": 258}
+        "dtype": "uint16", "vocab_size": 258, "max_id": int(store.tokens.max())}
     assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["documents.npy", "meta.json", "tokens.bin"]
 
 

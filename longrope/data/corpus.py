@@ -46,9 +46,3 @@ def encode_documents(tokenizer, texts: list[str]) -> np.ndarray:
     documents = [np.zeros(0, dtype=np.int64), *encode_in_batches(tokenizer, texts)]
     return np.concatenate(documents).astype(token_dtype(tokenizer.vocab_size))
 
-
-def split_heldout(tokens: np.ndarray, fitness_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Held-out text → (search-fitness region, final-evaluation region), disjoint by construction."""
-    cut = int(len(tokens) * fitness_fraction)
-    return tokens[:cut], tokens[cut:]
-

@@ -7,8 +7,8 @@ A store is a folder:
                    uint16 when the vocabulary fits, else uint32
     documents.npy  int64 offsets into tokens.bin, one more than there are documents: document i is
                    tokens[documents[i]:documents[i + 1]]
-    meta.json      tokenizer_sha256 (of the tokenizer folder's tokenizer.json), source, documents, tokens, dtype,
-                   vocab_size
+    meta.json      tokenizer_sha256 (of the tokenizer folder's tokenizer.json), source (what the documents are,
+                   longrope.data.sources), documents, tokens, dtype, vocab_size, max_id
 
 It is written into `<folder>.partial` and renamed into place only when complete, so a failed or killed write leaves
 nothing at `folder` that a rerun could trust.
@@ -63,12 +63,13 @@ class StoreWriter:
     """Appends documents' ids to a store being written at `<folder>.partial`. Leaving the `with` block normally
     checks it and renames it to `folder` (replacing an older store there); an exception removes it."""
 
-    def __init__(self, folder: str | Path, tokenizer, source: str):
+    def __init__(self, folder: str | Path, tokenizer, source: str | dict):
         self.folder = Path(folder)
         self.partial = self.folder.with_name(self.folder.name + ".partial")
         self.vocab_size, self.dtype = tokenizer.vocab_size, token_dtype(tokenizer.vocab_size)
         self.meta = {"tokenizer_sha256": tokenizer.sha256, "source": source}
         self.offsets = array("q", [0])  # 8 bytes a document, not a Python int each
+        self.max_id = -1
 
     def __enter__(self) -> StoreWriter:
         if self.folder.exists() and not (self.folder / "meta.json").is_file():
@@ -85,6 +86,15 @@ class StoreWriter:
                              f"of {self.vocab_size}")
         ids.astype(self.dtype).tofile(self.file)
         self.offsets.append(self.offsets[-1] + len(ids))
+        self.max_id = max(self.max_id, int(ids.max()) if len(ids) else -1)
+
+    @property
+    def documents(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def tokens(self) -> int:
+        return self.offsets[-1]
 
     def __exit__(self, error_type, *_) -> None:
         self.file.close()
@@ -96,10 +106,12 @@ class StoreWriter:
 
     def _finish(self) -> None:
         if self.offsets[-1] == 0:
-            raise ValueError(f"token store {self.folder}: its source is empty ({self.meta['source']})")
+            source = self.meta["source"]
+            named = source if isinstance(source, str) else f"data.sources.{source['source']}, {source['role']} share"
+            raise ValueError(f"token store {self.folder}: its source is empty ({named})")
         np.save(self.partial / "documents.npy", np.frombuffer(self.offsets, dtype=np.int64))
-        meta = {**self.meta, "documents": len(self.offsets) - 1, "tokens": self.offsets[-1], "dtype": self.dtype.name,
-                "vocab_size": self.vocab_size}
+        meta = {**self.meta, "documents": self.documents, "tokens": self.tokens, "dtype": self.dtype.name,
+                "vocab_size": self.vocab_size, "max_id": self.max_id}
         (self.partial / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         shutil.rmtree(self.folder, ignore_errors=True)  # an older store
         self.partial.rename(self.folder)
@@ -138,10 +150,23 @@ class TokenStore:
     def __len__(self) -> int:
         return len(self.documents) - 1
 
+    def check_vocabulary(self, vocab_size: int) -> TokenStore:
+        """Refuse a store whose ids a model with `vocab_size` embeddings cannot read (another model's tokenizer)."""
+        max_id = self.meta.get("max_id")
+        if max_id is None:
+            max_id = int(self.tokens.max()) if len(self.tokens) else -1
+        if max_id >= vocab_size:
+            raise ValueError(f"token store {self.folder} holds token id {max_id}, outside the model's vocabulary of "
+                             f"{vocab_size}: it was written with another tokenizer than the model's "
+                             f"(data.tokenizer)")
+        return self
+
     def __getitem__(self, i: int) -> np.ndarray:
         return self.tokens[self.documents[i] : self.documents[i + 1]]
 
 
-def load_tokens(folder: str | Path) -> np.memmap:
-    """A store's token ids end to end, memory-mapped: what every job slices its windows from."""
-    return TokenStore.open(folder).tokens
+def load_tokens(folder: str | Path, vocab_size: int | None = None) -> np.memmap:
+    """A store's token ids end to end, memory-mapped: what every job slices its windows from; with `vocab_size`,
+    checked to fit the model's embeddings."""
+    store = TokenStore.open(folder)
+    return (store.check_vocabulary(vocab_size) if vocab_size is not None else store).tokens

@@ -1,0 +1,10 @@
+"""Fetch a hub model (safetensors weights, config, tokenizer) at a pinned revision, linked into the base folder."""
+import sys
+
+from longrope.sources.hub import fetch_model
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+p, out = snakemake.params, snakemake.output
+record = fetch_model(p.repo, p.revision, "base_model.path", out.model, out.manifest)
+print(f"{p.repo} at {p.revision} = commit {record['commit']}: {', '.join(record['files'])} → {out.model}")
