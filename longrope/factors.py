@@ -31,6 +31,7 @@ class FoundFactors:
     critical_dimension: int
     dtype: str  # the compute dtype the fitness ran in, as resolved on the machine that ran it
     fitness_documents: dict[str, list[int]] | None = None  # fitness length -> document ids, with search.documents
+    tokens: str | None = None  # the fitness token store searched on (results/data/stores/…)
 
     @property
     def original_length(self) -> int:

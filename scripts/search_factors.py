@@ -76,6 +76,7 @@ FoundFactors(
     fitness_samples=settings.samples, evaluations=result.evaluations, cache_hits=result.cache_hits,
     search={**settings.to_dict(), "ceiling_value": cfg.ceiling}, model=str(snakemake.input.model),
     critical_dimension=critical_dimension(head_dim, base, L0), dtype=dtype_name(dtype), fitness_documents=documents,
+    tokens=str(snakemake.input.tokens),
 ).save(snakemake.output.json, snakemake.output.factors)
 shutil.copy(Path(p.work_dir) / "search_log.jsonl", snakemake.output.log)
 plot_convergence(result.history, snakemake.output.plot, title=f"search_{p.stage} (s = {p.scale:g})")

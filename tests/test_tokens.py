@@ -104,3 +104,15 @@ def test_a_store_with_parts_that_disagree_is_refused(tmp_path, tokenizer):
         f.write(b"\0\0")
     with pytest.raises(ValueError, match="tokens.bin, documents.npy and meta.json disagree"):
         TokenStore.open(tmp_path / "store")
+
+
+def test_a_store_the_models_vocabulary_cannot_hold_is_refused(tmp_path, tokenizer):
+    """A store written with another tokenizer than the model's: its largest id (meta.json's max_id) is checked
+    against the model's embeddings before any window is read."""
+    store = write_store(tmp_path / "store", tokenizer, TEXTS, "four texts")
+    largest = int(store.tokens.max())
+    assert store.check_vocabulary(largest + 1) is store
+    assert len(load_tokens(tmp_path / "store", vocab_size=largest + 1)) == len(store.tokens)
+    with pytest.raises(ValueError, match=rf"token store .*store holds token id {largest}, outside the model's "
+                                         rf"vocabulary of {largest}: it was written with another tokenizer"):
+        load_tokens(tmp_path / "store", vocab_size=largest)

@@ -49,7 +49,7 @@ def search_arguments(doc: str, stage_help: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage_dir", type=Path, help=stage_help)
     parser.add_argument("--model", type=Path, default=Path("results/base/model"))
-    parser.add_argument("--tokens", type=Path, default=Path("results/data/fitness"), help="the fitness token store")
+    parser.add_argument("--tokens", type=Path, help="the fitness token store (default: the one factors.json names)")
     parser.add_argument("--tokenizer", type=Path, default=Path("results/data/tokenizer"), help="for needle_ppl")
     parser.add_argument("--threads", type=int, default=2)
     return parser
@@ -70,9 +70,10 @@ def search_settings(found: FoundFactors) -> SearchSettings:
 
 def search_fitness_windows(found: FoundFactors, tokens_path, tokenizer_path) -> FitnessWindows:
     """(windows, scored tokens or None for all) at each fitness length of a finished search, rebuilt as the search
-    built them from the fitness store (results/data/fitness): one length, or L0 and the stage's for a recovery."""
+    built them from the fitness store (`tokens_path`, else the search's own): one length, or L0 and the stage's for a
+    recovery."""
     settings, L0 = search_settings(found), found.original_length
-    store = TokenStore.open(tokens_path)
+    store = TokenStore.open(tokens_path or found.tokens)
     tokenizer = load_tokenizer(tokenizer_path) if settings.fitness == "needle_ppl" else None  # only needles use it
     note = partial(print, file=sys.stderr)  # stdout carries the tool's results
     return [fitness_windows(store, tokenizer, n, settings, L0, log=note)

@@ -4,7 +4,7 @@ set (seeded paired bootstrap), and passkey accuracy (Wilson interval). For compa
 setting (fitness, fidelity, ...) — the issue "search beyond the paper" measurements.
 
     .venv/bin/python -m longrope.tools.compare_factors --model results/base/model --factors ppl=a/factors.json \\
-        needle=b/factors.json --tokens results/data/evaluation --tokenizer results/data/tokenizer --windows 17
+        needle=b/factors.json --tokens results/data/stores/heldout-evaluation-<digest> --tokenizer results/data/tokenizer --windows 17
 """
 import argparse
 import json
@@ -31,7 +31,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
     parser.add_argument("--factors", nargs="+", required=True, help="NAME=factors.json of each search")
-    parser.add_argument("--tokens", required=True, help="the evaluation token store (results/data/evaluation)")
+    parser.add_argument("--tokens", required=True, help="the evaluation token store (results/data/stores/…-evaluation-…)")
     parser.add_argument("--tokenizer", required=True)
     parser.add_argument("--baselines", nargs="*", default=["pi", "ntk", "dynamic_ntk", "yarn"])
     parser.add_argument("--windows", type=int, default=8, help="held-out windows of the target length")
