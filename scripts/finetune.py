@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig
 
 from longrope.data.tokenizer import load_tokenizer
-from longrope.data.tokens import load_tokens
+from longrope.data.tokens import TokenStore
 from longrope.model import load_model, save_extended, training_precision
 from longrope.patching import tile_mlp
 from longrope.plan import FinetuneSettings
@@ -57,7 +56,8 @@ precision = training_precision(settings.precision, dtype)
 # Everything that can be wrong is checked before the first step: enough training chunks, the DeepSpeed JSON, the
 # model folder, and that the factors fit this model's head size and really change its forward.
 tokenizer = load_tokenizer(args.tokenizer)
-tokens = load_tokens(args.tokens, AutoConfig.from_pretrained(args.model, local_files_only=True).vocab_size)
+store = TokenStore.open(args.tokens)
+tokens = store.tokens
 if cfg.sampling == "chunks" and (error := chunk_supply_error(tokens, cfg, tokenizer)):
     sys.exit(f"finetune.sampling chunks ({args.tokens}): {error}")
 if args.sequence > 1 and not settings.deepspeed:
@@ -68,6 +68,7 @@ if settings.deepspeed:
 
     deepspeed_config = load_deepspeed_config(settings.deepspeed)
 model = load_model(args.model, attention=settings.attention, scaling=scaling)
+store.check_vocabulary(model.config.vocab_size)
 if settings.gradient_checkpointing is True or (settings.gradient_checkpointing == "auto" and gpu):
     model.gradient_checkpointing_enable()
 if settings.tile_mlp:

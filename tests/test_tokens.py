@@ -112,7 +112,6 @@ def test_a_store_the_models_vocabulary_cannot_hold_is_refused(tmp_path, tokenize
     store = write_store(tmp_path / "store", tokenizer, TEXTS, "four texts")
     largest = int(store.tokens.max())
     assert store.check_vocabulary(largest + 1) is store
-    assert len(load_tokens(tmp_path / "store", vocab_size=largest + 1)) == len(store.tokens)
     with pytest.raises(ValueError, match=rf"token store .*store holds token id {largest}, outside the model's "
                                          rf"vocabulary of {largest}: it was written with another tokenizer"):
-        load_tokens(tmp_path / "store", vocab_size=largest)
+        TokenStore.open(tmp_path / "store").check_vocabulary(largest)

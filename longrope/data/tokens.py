@@ -165,8 +165,6 @@ class TokenStore:
         return self.tokens[self.documents[i] : self.documents[i + 1]]
 
 
-def load_tokens(folder: str | Path, vocab_size: int | None = None) -> np.memmap:
-    """A store's token ids end to end, memory-mapped: what every job slices its windows from; with `vocab_size`,
-    checked to fit the model's embeddings."""
-    store = TokenStore.open(folder)
-    return (store.check_vocabulary(vocab_size) if vocab_size is not None else store).tokens
+def load_tokens(folder: str | Path) -> np.memmap:
+    """A store's token ids end to end, memory-mapped: what every job slices its windows from."""
+    return TokenStore.open(folder).tokens
