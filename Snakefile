@@ -19,6 +19,7 @@ include: "rules/search.smk"
 include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/harness.smk"
 
 
 rule all:
@@ -28,5 +29,6 @@ rule all:
         "results/plots/passkey_heatmap.png",
         "results/plots/factors.png",
         pretrain_outputs(),
+        harness_outputs(),
         expand("results/plots/finetune_{stage}_loss.png", stage=PLAN.finetune_stages()),
         ["results/export/model", "results/export/stock_check.csv"] if PLAN.export_stage else [],

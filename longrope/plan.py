@@ -10,7 +10,8 @@ The compute dtype stays the config's request ('auto', 'float32', 'bfloat16'): it
 `longrope.model.compute_dtype` on the machine that runs the job, because a cluster's submitting node may have no GPU.
 
 May import: yaml, jsonschema, longrope.search.engine (SearchConfig validates the search settings),
-longrope.parallelism.memory (the heads check), longrope.training.deepspeed_config, longrope.data.sources. No torch.
+longrope.parallelism.memory (the heads check), longrope.training.deepspeed_config, longrope.data.sources,
+longrope.harness.suites. No torch.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from longrope.data.sources import ROLES, Selection, Source, SourceError
+from longrope.harness.suites import Suite
 from longrope.parallelism.memory import sequence_split_error
 from longrope.search.engine import SearchConfig, config_from_settings
 from longrope.training.deepspeed_config import load_deepspeed_config
@@ -325,8 +327,20 @@ class Plan:
         return [(m, self.scaling_spec(m, scale, k))
                 for m in ("pi", "dynamic_ntk") for k in self.evaluation["n_hat_study"]]
 
-    def retrieval_subjects(self) -> dict[str, Subject]:
-        """The base model under plain RoPE and each of evaluation.passkey.baselines at the final scale, the base model
+    def harness_suites(self) -> dict[str, Suite]:
+        """The lm-evaluation-harness suites of `harness:`, their built-in defaults filled."""
+        harness = self.config.get("harness") or {"suites": {}}
+        return {name: Suite.from_config(name, spec) for name, spec in harness["suites"].items()}
+
+    def harness_subjects(self) -> list[str]:
+        """The subjects the harness evaluates: harness.subjects (all by default), base_none always (retention's
+        reference)."""
+        chosen = (self.config.get("harness") or {}).get("subjects") or list(self.subjects())
+        return ["base_none", *[name for name in chosen if name != "base_none"]]
+
+    def subjects(self) -> dict[str, Subject]:
+        """What retrieval and the harness evaluate, by name: the base model under plain RoPE and each of
+        evaluation.passkey.baselines at the final scale, the base model
         with the factors searched on it (no fine-tuning), every fine-tuned model with the scaling it was trained
         with, and the exported model."""
         subjects = {}
@@ -404,11 +418,13 @@ def _validate_schema(config: dict, schema_path: Path) -> None:
     schema = yaml.safe_load(schema_path.read_text())
     check_properties = Draft202012Validator.VALIDATORS["properties"]
 
-    def set_defaults(validator, properties, instance, schema):
+    def set_defaults(validator, properties, instance, subschema_of):
         for name, subschema in properties.items():
-            if "default" in subschema:
+            if "$ref" in subschema and "default" not in subschema:  # a shared definition's default (threads)
+                subschema = schema["definitions"][subschema["$ref"].rsplit("/", 1)[-1]]
+            if "default" in subschema and isinstance(instance, dict):  # not in a nullable block left null
                 instance.setdefault(name, subschema["default"])
-        yield from check_properties(validator, properties, instance, schema)
+        yield from check_properties(validator, properties, instance, subschema_of)
 
     Validator = validators.extend(Draft202012Validator, {"properties": set_defaults})
     try:
@@ -477,6 +493,7 @@ def _check(plan: Plan, require_files: bool) -> None:
     _check_finetune(plan)
     _check_resources(plan)
     _check_sequence_parallel(plan)
+    _check_harness(plan)
     if plan.export_stage is not None and plan.export_stage not in plan.search_stages():
         raise PlanError(f"export.stage must name a search stage, got {plan.export_stage!r}")
 
@@ -533,6 +550,27 @@ def _check_sources(plan: Plan) -> None:
             raise PlanError(f"{key}.split divides the source between roles, but only {roles or 'no role'} uses it")
         if sum(share for _, share in source.shares) > 1 + 1e-9:
             raise PlanError(f"{key}.split: the shares add up to more than 1")
+
+
+def _check_harness(plan: Plan) -> None:
+    """Suites that can run, subjects that exist, and no second RULER: a real model's comes from the harness."""
+    if plan.config["data"]["tokenizer"]["kind"] == "pretrained" and plan.evaluation["needles"]["lengths"]:
+        raise PlanError("evaluation.needles: a model with its own tokenizer gets RULER from lm-evaluation-harness "
+                        "(harness.suites.ruler); set evaluation.needles.lengths to []")
+    if not plan.config.get("harness"):
+        return
+    for name, spec in plan.config["harness"]["suites"].items():
+        try:
+            suite = Suite.from_config(name, spec)
+        except ValueError as error:
+            raise PlanError(str(error)) from None
+        if suite.threshold is not None and not suite.lengths:
+            raise PlanError(f"harness.suites.{name}.lengths: the suite has a threshold (an effective length) but no "
+                            f"lengths to generate its tasks at")
+    unknown = sorted(set(plan.config["harness"]["subjects"] or []) - set(plan.subjects()))
+    if unknown:
+        raise PlanError(f"harness.subjects: no subject named {', '.join(unknown)} (there are "
+                        f"{', '.join(plan.subjects())})")
 
 
 def _check_model_ref(plan: Plan, ref: str, stage: str, key: str) -> None:

@@ -19,7 +19,9 @@ DTYPE = PLAN.dtype
 PLOTS = config["plots"]
 BASE_MODEL = PLAN.base.folder
 SEARCH_RUNS = PLAN.search_runs()
-SUBJECTS = PLAN.retrieval_subjects()
+SUBJECTS = PLAN.subjects()
+HARNESS_SUITES = PLAN.harness_suites()
+HARNESS_SUBJECTS = PLAN.harness_subjects()
 STORE_SELECTIONS = PLAN.stores()
 TRAIN_TOKENS, FITNESS_TOKENS, EVALUATION_TOKENS = (PLAN.store(role) for role in ("train", "fitness", "evaluation"))
 
@@ -44,6 +46,10 @@ def tokenizer_inputs(wildcards):
     return source_inputs(PLAN.selection("train")) if kind == "bpe" else {}
 
 
+def harness_outputs():
+    return [f"results/tables/harness_{name}.csv" for name in HARNESS_SUITES]
+
+
 def pretrain_outputs():
     return ["results/plots/pretrain_loss.png"] if PLAN.base.source == "pretrain" else []
 
@@ -56,7 +62,7 @@ def search_inputs(run):
     return inputs
 
 
-def retrieval_inputs(wildcards):
+def subject_inputs(wildcards):
     subject = SUBJECTS[wildcards.subject]
     inputs = {"model": subject.path, "tokenizer": TOKENIZER}
     if subject.factors:

@@ -141,7 +141,7 @@ rule evaluate_n_hat:
 rule evaluate_retrieval:
     """Passkey retrieval (lengths × needle depths, seeded keys) and RULER-style needle tasks (paper Fig. 4, §5)."""
     input:
-        unpack(retrieval_inputs),
+        unpack(subject_inputs),
     output:
         passkey="results/eval/retrieval/{subject}.passkey.csv",
         needles="results/eval/retrieval/{subject}.needles.csv",

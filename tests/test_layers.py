@@ -22,8 +22,10 @@ ALLOWED = {
     "search": CORE | {"data", "parallelism", "evaluation"},
     "training": {"rope", "patching", "model", "data", "parallelism"},
     "export": CORE,
-    "plan": {"data", "search", "parallelism", "training"},
-    "tools": CORE | {"plan", "data", "parallelism", "evaluation", "search", "training", "export", "sources", "tools"},
+    "plan": {"data", "search", "parallelism", "training", "harness"},
+    "harness": {"evaluation"},
+    "tools": CORE | {"plan", "data", "parallelism", "evaluation", "search", "training", "export", "sources", "harness",
+              "tools"},
 }
 
 
