@@ -74,7 +74,8 @@ def test_a_custom_text_field_and_empty_documents(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    ([{"body": "no text field"}], r"data.sources.corpus.text_field: .*bad.jsonl has no field 'text' \(row 0 has body\)"),
+    ([{"body": "no text field"}],
+     r"data.sources.corpus.text_field: .*bad.jsonl has no field 'text' \(row 0 has body\)"),
     ([{"text": 7}], r"'text' in .*bad.jsonl, row 0, is int, not text"),
     (b'{"text": "ok"}\n{"text": "\xff\xfe"}\n', r"data.sources.corpus: .*bad.jsonl is not UTF-8 text"),
     (b'{"text": "ok"\n', r"data.sources.corpus: cannot read .*bad.jsonl as json"),

@@ -2,7 +2,8 @@
 
 A source (config `data.sources.<name>`) is one of
     books   bundled .txt.gz books under a folder, by name or glob; each book one document
-    files   local files by path or glob (relative to the working directory, as Snakemake's paths): parquet, json/jsonl (also .gz), arrow, or txt/txt.gz (each file one document)
+    files   local files by path or glob (relative to the working directory, as Snakemake's paths): parquet,
+            json/jsonl (also .gz), arrow, or txt/txt.gz (each file one document)
     hub     a dataset repository on the Hugging Face hub, its files fetched by pattern into the hub cache
             (longrope.sources.hub) and then read exactly as local files are
 Rows of parquet, json and arrow files are read by `datasets`' own builders, streamed one file at a time, so that no

@@ -3,8 +3,8 @@
 A task's score is the mean of its samples' scores (0-1, shown ×100), a group's (MMLU) the unweighted mean of its
 subtasks' (the Open LLM Leaderboard's averaging, not lm-eval's size-weighted one), a suite's or a length's the mean
 of its tasks'. Intervals: Wilson, with the effective sample count of that mean of means (for scores in [0, 1]:
-right at 0 and 1 and with few samples, where a normal interval collapses). Retention is paired: the extended model and the base model
-answered the same samples, which a seeded bootstrap resamples together.
+right at 0 and 1 and with few samples, where a normal interval collapses). Retention is paired: the extended model
+and the base model answered the same samples, which a seeded bootstrap resamples together.
 """
 from __future__ import annotations
 
