@@ -31,4 +31,5 @@ rule all:
         pretrain_outputs(),
         harness_outputs(),
         expand("results/plots/finetune_{stage}_loss.png", stage=PLAN.finetune_stages()),
-        ["results/export/model", "results/export/stock_check.csv"] if PLAN.export_stage else [],
+        ["results/export/model", "results/export/stock_check.csv"] if PLAN.export else [],
+        ["results/export/model.gguf"] if PLAN.export and PLAN.export.gguf else [],

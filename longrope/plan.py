@@ -196,6 +196,7 @@ class BaseModel:
     heads: tuple[int, int] | None  # (attention heads, KV heads), None until a GGUF is converted or a hub model fetched
     repo: str | None = None  # hub only: the model id and the revision asked for
     revision: str | None = None
+    model_type: str | None = None  # config.json's model_type; None until a GGUF is converted or a hub model fetched
 
     def identity(self) -> dict:
         """What names the base model independently of this machine (a pretrained tokenizer's identity)."""
@@ -206,6 +207,31 @@ class BaseModel:
 
 
 @dataclass(frozen=True)
+class GgufSettings:
+    """`export.gguf`: the GGUF's weight type (llama.cpp's names) and what to do with an n̂ that llama.cpp cannot run."""
+
+    dtype: str  # f32, f16, bf16, q8_0
+    n_hat: str  # refuse, drop
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """The `export:` block: the search stage whose scaling the model carries, the lengths of the stock-transformers
+    check, which factor set a request gets (`switch`), and the GGUF for llama.cpp (None: none)."""
+
+    stage: str
+    check_lengths: tuple[int, ...]
+    switch: str  # dynamic: the short set within the switch length; long: the long set only
+    gguf: GgufSettings | None
+
+    @classmethod
+    def from_config(cls, spec: dict) -> ExportSettings:
+        gguf = spec["gguf"]
+        return cls(spec["stage"], tuple(spec["check_lengths"]), spec["switch"],
+                   GgufSettings(**gguf) if gguf is not None else None)
+
+
+@dataclass(frozen=True)
 class Plan:
     config: dict  # the validated config, defaults filled: what Snakemake's `config` holds
     workflow_dir: Path
@@ -213,7 +239,7 @@ class Plan:
     stages: dict[str, Stage]
     evaluation: dict
     dtype: str  # compute.dtype as requested; resolved per job by longrope.model.compute_dtype
-    export_stage: str | None
+    export: ExportSettings | None
 
     # -- building -------------------------------------------------------------------------------
 
@@ -232,8 +258,8 @@ class Plan:
                 _search_settings(config, name) if "search" in spec else None,
                 _finetune_settings(config, name, workflow_dir) if "finetune" in spec else None,
                 spec.get("parallel", {}).get("sequence", 1), spec.get("resources", {}))
-        plan = cls(config, workflow_dir, base, stages, config["evaluation"], config["compute"]["dtype"],
-                   (config.get("export") or {}).get("stage"))
+        export = ExportSettings.from_config(config["export"]) if "export" in config else None
+        plan = cls(config, workflow_dir, base, stages, config["evaluation"], config["compute"]["dtype"], export)
         _check(plan, require_files)
         return plan
 
@@ -354,8 +380,8 @@ class Plan:
         for name in self.finetune_stages():
             subjects[f"ft_{name}"] = Subject(f"ft_{name}", self.model_label(name), self.model_dir(name),
                                              self.stages[name].finetune.label)
-        if self.export_stage:
-            run = self.search_runs()[self.export_stage]
+        if self.export:
+            run = self.search_runs()[self.export.stage]
             model = run.settings.model
             subjects["final"] = Subject("final", self.model_label(model), self.model_dir(model), run.label,
                                         factors=run.factors)
@@ -455,17 +481,18 @@ def _base_model(config: dict, require_files: bool) -> BaseModel:
     if source == "pretrain" and "pretrain" not in config:
         raise PlanError("base_model.path and base_model.gguf are null, so a 'pretrain' section is required to "
                         "build the base model")
-    heads = None
+    heads, model_type = None, None
     if source == "pretrain":
-        heads = (config["pretrain"]["model"]["num_heads"],) * 2
+        heads, model_type = (config["pretrain"]["model"]["num_heads"],) * 2, "llama"  # longrope.model.tiny_llama
     elif source == "path" and Path(path, "config.json").is_file():
         architecture = json.loads(Path(path, "config.json").read_text())
+        model_type = architecture.get("model_type")
         if "num_attention_heads" in architecture:
             n = architecture["num_attention_heads"]
             heads = (n, architecture.get("num_key_value_heads") or n)
     folder = path if source == "path" else CONVERTED_BASE
     return BaseModel(source, folder, base["original_length"], gguf, base["fetch"], heads,
-                     path if on_hub else None, (revision or "main") if on_hub else None)
+                     path if on_hub else None, (revision or "main") if on_hub else None, model_type)
 
 
 def _search_settings(config: dict, stage: str) -> SearchSettings:
@@ -494,8 +521,20 @@ def _check(plan: Plan, require_files: bool) -> None:
     _check_resources(plan)
     _check_sequence_parallel(plan)
     _check_harness(plan)
-    if plan.export_stage is not None and plan.export_stage not in plan.search_stages():
-        raise PlanError(f"export.stage must name a search stage, got {plan.export_stage!r}")
+    _check_export(plan)
+
+
+def _check_export(plan: Plan) -> None:
+    export = plan.export
+    if export is None:
+        return
+    if export.stage not in plan.search_stages():
+        raise PlanError(f"export.stage must name a search stage, got {export.stage!r}")
+    # A hub model or a GGUF base is known only once fetched or converted: the export_gguf job checks it then.
+    model_type = plan.base.model_type
+    if export.gguf is not None and model_type is not None and model_type != "llama":
+        raise PlanError(f"export.gguf writes a Llama-architecture GGUF, but the base model is {model_type!r} "
+                        f"(base_model.path {plan.base.folder}); remove export.gguf")
 
 
 def _check_data(plan: Plan, require_files: bool) -> None:

@@ -53,16 +53,17 @@ rule plot_finetune_loss:
         "../scripts/plot_loss.py"
 
 
-if PLAN.export_stage:
+if PLAN.export:
 
     localrules: export
 
     rule export:
-        """The extended model as a Hugging Face checkpoint: long and short factor sets and the attention factor in
-        config.json (stock transformers loads it), the exact scaling with n̂ in longrope_scaling.json."""
+        """The extended model as a Hugging Face checkpoint: long and short factor sets (export.switch) and the
+        attention factor in config.json, as stock transformers and vLLM read them, the exact scaling with n̂ in
+        longrope_scaling.json."""
         input:
-            model=PLAN.model_dir(SEARCH_RUNS[PLAN.export_stage].settings.model),
-            scaling=SEARCH_RUNS[PLAN.export_stage].factors,
+            model=PLAN.model_dir(SEARCH_RUNS[PLAN.export.stage].settings.model),
+            scaling=SEARCH_RUNS[PLAN.export.stage].factors,
             tokenizer=TOKENIZER,
         output:
             model=directory("results/export/model"),
@@ -70,7 +71,8 @@ if PLAN.export_stage:
         params:
             attention=EVAL["attention"],
             dtype=DTYPE,
-            check_lengths=config["export"]["check_lengths"],
+            check_lengths=list(PLAN.export.check_lengths),
+            switch=PLAN.export.switch,
         threads: EVAL["threads"]
         log:
             "logs/export.log",
@@ -80,3 +82,27 @@ if PLAN.export_stage:
             ENV
         script:
             "../scripts/export_model.py"
+
+
+if PLAN.export and PLAN.export.gguf:
+
+    localrules: export_gguf
+
+    rule export_gguf:
+        """The exported model as one GGUF file for llama.cpp: Llama tensors, tokenizer, and the LongRoPE factor sets,
+        attention factor, switch length and extended context under llama.cpp's keys (longrope/export/gguf.py)."""
+        input:
+            model="results/export/model",
+        output:
+            gguf="results/export/model.gguf",
+        params:
+            dtype=PLAN.export.gguf.dtype,
+            n_hat=PLAN.export.gguf.n_hat,
+        log:
+            "logs/export_gguf.log",
+        benchmark:
+            "benchmarks/export_gguf.tsv"
+        conda:
+            ENV
+        script:
+            "../scripts/export_gguf.py"

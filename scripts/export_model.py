@@ -1,12 +1,14 @@
-"""Save the extended model (weights of the searched model, the export stage's RoPE scaling) for stock transformers,
-with its tokenizer, and check that stock transformers reproduces this package's forward at the check lengths."""
+"""Save the extended model (weights of the searched model, the export stage's RoPE scaling under export.switch) for
+stock transformers and vLLM, with its tokenizer, and check that stock transformers reproduces this package's forward
+at the check lengths."""
 import sys
 
 import pandas as pd
 import torch
 
 from longrope.data.tokenizer import load_tokenizer
-from longrope.export.hf import compare_with_stock
+from longrope.export.hf import compare_with_stock, switched_scaling
+from longrope.export.vllm import add_vllm_keys
 from longrope.model import compute_dtype, load_model, save_extended
 from longrope.factors import load_factors
 
@@ -14,12 +16,14 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 torch.set_num_threads(snakemake.threads)
 
 p = snakemake.params
-scaling = load_factors(snakemake.input.scaling)
+scaling = switched_scaling(load_factors(snakemake.input.scaling), p.switch)
 model = load_model(snakemake.input.model, attention=p.attention, scaling=scaling)  # float32: the weights stay exact
 save_extended(model, scaling, snakemake.output.model)
+add_vllm_keys(snakemake.output.model)
 load_tokenizer(snakemake.input.tokenizer).save(snakemake.output.model)
-print(f"exported {snakemake.input.model} with {snakemake.input.scaling}: long factors up to {max(scaling.factors):g}, "
-      f"short set {'searched' if scaling.short_factors else 'equal to the long set'}, n̂ = {scaling.n_hat}"
+print(f"exported {snakemake.input.model} with {snakemake.input.scaling} (switch: {p.switch}): long factors up to "
+      f"{max(scaling.factors):g}, short set {'searched' if scaling.short_factors else 'equal to the long set'}, "
+      f"switch length {scaling.switch_length}, n̂ = {scaling.n_hat}"
       + ("" if scaling.n_hat == 0 else " (transformers has no n̂: load it with longrope.model.load_model)"))
 check = pd.DataFrame(compare_with_stock(snakemake.output.model, p.check_lengths, compute_dtype(p.dtype)),
                      columns=["length", "dtype", "max_abs_diff_hidden", "max_abs_diff_logits", "identical"])

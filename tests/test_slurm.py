@@ -152,7 +152,8 @@ def test_test_config_through_sbatch_equals_a_local_run(slurm, test_config_run, t
     assert sorted(log.stem for log in logs) == sorted(job_ids)
     ran_on_slurm = {log.relative_to(cluster / ".snakemake" / "slurm_logs").parts[0][len("rule_"):] for log in logs}
     assert {"token_store", "pretrain_base", "evaluate_base", "search_128k", "finetune_128k", "finetune_256k", "recovery_short"} <= ran_on_slurm
-    assert not ran_on_slurm & {"tokenizer", "tables", "plot_perplexity", "plot_passkey", "plot_factors", "plot_pretrain_loss", "plot_finetune_loss", "export"}
+    assert not ran_on_slurm & {"tokenizer", "tables", "plot_perplexity", "plot_passkey", "plot_factors",
+                               "plot_pretrain_loss", "plot_finetune_loss", "export", "export_gguf"}
 
     # The same numbers as the local run: perplexities (timings aside), searched factors, fine-tuned weights.
     tables = [pd.read_csv(root / "results" / "tables" / "perplexity.csv").drop(columns="seconds") for root in (local, cluster)]

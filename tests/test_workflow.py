@@ -155,6 +155,17 @@ def test_test_config_runs_end_to_end(test_config_run):
             assert torch.equal(stock(ids).logits, ours(ids).logits)
     check = pd.read_csv(tmp_path / "results" / "export" / "stock_check.csv")  # the export's own check, same lengths
     assert check["length"].tolist() == config["export"]["check_lengths"] and check["identical"].all()
+    rope = json.loads((tmp_path / "results" / "export" / "model" / "config.json").read_text())["rope_parameters"]
+    assert rope["short_mscale"] == rope["long_mscale"] == rope["attention_factor"]  # what vLLM reads
+    # …and the GGUF, computed from the file alone as llama.cpp's Llama graph does, gives the same logits
+    from test_export_gguf import llama_cpp_logits
+
+    for length in (scaling.switch_length, 3 * scaling.switch_length):
+        ids = torch.randint(0, 256, (length,), generator=torch.Generator().manual_seed(length))
+        with torch.no_grad():
+            expected = stock(ids[None]).logits[0].double()
+        gguf_logits = llama_cpp_logits(tmp_path / "results" / "export" / "model.gguf", ids, n_ctx=length)
+        assert (gguf_logits - expected).abs().max() < 1e-3
     # …and its tokenizer folder opens in stock transformers and encodes as ours
     from transformers import AutoTokenizer
 
@@ -265,6 +276,7 @@ def test_test_config_runs_end_to_end(test_config_run):
      "stages.128k.finetune.mixed_window.length 33 exceeds base_model.original_length 32"),
     (lambda c: c["finetune"].update(mixed_window={"fraction": 1.0}), "1.0 is greater than or equal to the maximum"),
     (lambda c: c["export"].update(stage="4096k"), "export.stage must name a search stage"),
+    (lambda c: c["export"].update(gguf={"dtype": "q4_k"}), "export.gguf.dtype: 'q4_k' is not one of"),
 ])
 def test_bad_config_fails_before_any_job(tmp_path, edit, message):
     import re

@@ -1,5 +1,6 @@
-"""Exports of an extended model for the engines people serve with: today the stock-transformers checkpoint's
-parity check (hf; the checkpoint itself is longrope.model.save_extended). A new target (GGUF, vLLM) is a module here.
+"""Exports of an extended model for the engines people serve it with: hf (the switch policy and the
+stock-transformers parity check; the checkpoint itself is longrope.model.save_extended), vllm (the config.json keys
+vLLM and older transformers read) and gguf (one GGUF file for llama.cpp). A new target is a module here.
 
 May import: longrope.rope, model, patching, factors.
 """

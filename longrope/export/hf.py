@@ -1,15 +1,28 @@
-"""The Hugging Face export: a stock-transformers checkpoint of the extended model, and the check that stock
-transformers reproduces this package's forward on it.
+"""The Hugging Face export: the factor sets it carries (`export.switch`), a stock-transformers checkpoint of the
+extended model, and the check that stock transformers reproduces this package's forward on it.
 
 May import: longrope.rope, longrope.model.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from longrope.model import load_model, pick_attention
+from longrope.rope import RopeScaling
+
+SWITCHES = ("dynamic", "long")
+
+
+def switched_scaling(scaling: RopeScaling, switch: str) -> RopeScaling:
+    """The scaling the export carries under `export.switch`: dynamic keeps the short set (used within the switch
+    length); long drops it, so that the checkpoint, its config.json (short_factor = long_factor) and the GGUF give
+    every request the long set, whichever way an engine picks a set (per sequence, per context, per server)."""
+    if switch not in SWITCHES:
+        raise ValueError(f"export.switch must be one of {', '.join(SWITCHES)}, got {switch!r}")
+    return scaling if switch == "dynamic" else replace(scaling, short_factors=None, short_length=None)
 
 
 @torch.no_grad()
