@@ -8,14 +8,15 @@ The package every workflow script uses, in layers; a module imports only from th
     model.py       checkpoints: load with exactly one scaling applied, save with the scaling; dtype, attention, NLL
     factors.py     searched factors, the artifact every stage passes on (factors.json / factors.csv)
     plan.py        the workflow config, validated once, as typed frozen settings (no torch)
-    data/          corpora, tokenizers, token stores, windows, fine-tuning chunks, synthetic prompts
+    data/          corpora as sources per role, tokenizers, token stores, windows, fine-tuning chunks, prompts
     parallelism/   Ulysses sequence parallelism and the memory planner
     search/        the evolution engine, fitness and its windows
     training/      the training loop, plain torch or DeepSpeed
     evaluation/    perplexity, retrieval, intervals, records, tables and plots
+    harness/       lm-evaluation-harness suites (Table 8, RULER, LongBench) on patched models, and their tables
     export/        the extended model for each engine: switch policy and stock-transformers parity, vLLM keys,
                    the GGUF for llama.cpp
-    sources/       where a base model comes from: pinned wheels, GGUF conversion
+    sources/       where models and corpora come from: the hub (cache + manifests), pinned wheels, GGUF conversion
     tools/         measuring and planning tools (python -m longrope.tools.<name>); nothing imports them
 
 docs/architecture.md draws the data flow and says where a new scaling, fitness, evaluation or export goes.
