@@ -66,8 +66,10 @@ def test_paper_config_requests_plausible_resources(tmp_path, config_file):
     if config["base_model"]["path"].endswith(("Llama-2-7b-hf", "Mistral-7B-v0.1")):  # the paper's 2048k fitness
         assert config["stages"]["2048k"]["parallel"]["sequence"] == 8
         assert int(jobs["search_2048k"][0][0]["gpu"]) == 8
-    for name in ("evaluate_base", "evaluate_search", "evaluate_n_hat"):
+    for name in ("evaluate_base", "evaluate_search", "evaluate_n_hat", "harness"):
         assert all(int(r["gpu"]) == 1 and int(r["runtime"]) >= 60 for r, _ in jobs[name])
+    # lm-eval on every subject (base under baselines, searched, fine-tuned, final): Table 8 and RULER, a GPU job each
+    assert len(jobs["harness"]) % 2 == 0 and len(jobs["harness"]) >= 8
     # Cheap jobs take nothing from the config's resources (they are localrules; tests/test_slurm.py shows that they
     # never reach sbatch); tokenizing a corpus is a CPU job on the cluster, one per role's store.
     for name in (LOCAL | {"token_store"}) & jobs.keys():
