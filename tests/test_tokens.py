@@ -115,3 +115,26 @@ def test_a_store_the_models_vocabulary_cannot_hold_is_refused(tmp_path, tokenize
     with pytest.raises(ValueError, match=rf"token store .*store holds token id {largest}, outside the model's "
                                          rf"vocabulary of {largest}: it was written with another tokenizer"):
         TokenStore.open(tmp_path / "store").check_vocabulary(largest)
+
+
+def test_the_benchmark_fine_tunes_on_a_store_as_the_fine_tune_job_draws_from_it(tmp_path, tokenizer):
+    """benchmark_tokenize's fine-tuning mode, on 1 MiB of the books: the fine-tune job's chunk check and loop
+    (forward, backward, AdamW) on the store, each step's loss logged, the store's pages read through its map."""
+    import subprocess
+    import sys
+
+    from longrope.tools.benchmark_tokenize import bundled_books, repeated
+
+    store = write_store(tmp_path / "store", tokenizer, repeated(bundled_books(), 1), "1 MiB of the books")
+    command = [sys.executable, "-m", "longrope.tools.benchmark_tokenize", "--child", "finetune", "--mb", "1",
+               "--threads", "1", "--tokenizer", str(tmp_path / "tokenizer"), "--work-dir", str(tmp_path),
+               "--seq-len", "128", "--steps", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout.splitlines()[-1])
+    assert figures["store_tokens"] == store.meta["tokens"] and len(figures["losses"]) == 2
+    assert all(np.isfinite(figures["losses"])) and figures["peak_mb"] >= figures["before_mb"] > 0
+
+    write_store(tmp_path / "store", tokenizer, ["ab"], "ab")  # too small for one chunk of 128 + 1 tokens
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode != 0 and "the training store holds 0 chunks of 129 tokens" in done.stderr
