@@ -139,7 +139,7 @@ def test_the_scaling_under_test_is_what_lm_eval_scores(tmp_path, tiny_model, byt
 
 
 def test_ruler_generates_and_scores_offline_with_a_subword_tokenizer(tmp_path):
-    """RULER's offline subtasks build their samples at the asked length with the tokenizer given, here a BPE trained
+    """RULER's offline subtasks build their samples at the asked lengths with the tokenizer given, here a BPE trained
     on the bundled books; the scores come per length, without lm-eval's -1 placeholder."""
     from transformers import AutoTokenizer
 
@@ -153,12 +153,14 @@ def test_ruler_generates_and_scores_offline_with_a_subword_tokenizer(tmp_path):
     vocab = len(AutoTokenizer.from_pretrained(str(tmp_path / "tokenizer")))
     model = tiny_llama(vocab_size=vocab, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
                        rope_theta=500.0, original_length=512, seed=0).eval()
-    suite = Suite.from_config("ruler", {"tasks": ["niah_single_1", "niah_multikey_2"], "lengths": [512], "limit": 2,
-                                        "max_gen_toks": 8})
+    suite = Suite.from_config("ruler", {"tasks": ["niah_single_1", "niah_multikey_2"], "lengths": [384, 512],
+                                        "limit": 1, "max_gen_toks": 8})
     _, scores, rows = run_suite(harness_model(model, tmp_path / "tokenizer", 512), suite, tmp_path / "tokenizer")
-    assert set(rows["task"]) == {"niah_single_1", "niah_multikey_2"} and set(rows["length"]) == {512}
-    assert len(rows) == 4 and rows["score"].between(0, 1).all()
-    assert (scores.loc[scores["metric"] == "512", "value"] >= 0).all()
+    # `limit` holds per length: lm-eval's own limit would take the first length's samples only
+    assert rows.groupby(["task", "length"]).size().to_dict() == {
+        (task, n): 1 for task in ("niah_single_1", "niah_multikey_2") for n in (384, 512)}
+    assert rows["score"].between(0, 1).all()
+    assert set(scores["metric"]) == {"384", "512"} and (scores["value"] >= 0).all()  # no -1 placeholders
 
 
 @pytest.mark.integration

@@ -5,8 +5,9 @@ a fine-tuned model's own, the final short/long switch) is what is scored; `max_l
 extended length, since without it lm-eval cuts every context to `max_position_embeddings`. The short/long factor
 choice follows the padded length of the whole batch, so the default batch is 1.
 
-Tasks run in one `simple_evaluate` call per few-shot count, seeded; every sample's score is kept (the tables'
-intervals and paired ratios resample them).
+Tasks run in one `simple_evaluate` call per few-shot count, and for a RULER-style suite per length too (lm-eval's
+`limit` takes the first samples of a task, and RULER lists every length's samples after the previous length's);
+seeded; every sample's score is kept (the tables' intervals and paired ratios resample them).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pandas as pd
 from longrope.harness.suites import Suite
 
 SAMPLE_COLUMNS = ["task", "leaf", "length", "doc_id", "filter", "metric", "score", "response"]
-AGGREGATE_COLUMNS = ["task", "metric", "filter", "value", "stderr", "samples"]
+AGGREGATE_COLUMNS = ["task", "metric", "filter", "value", "stderr", "samples", "length"]
 
 
 def harness_model(model, tokenizer_dir: str | Path, max_length: int, batch_size: int = 1):
@@ -35,23 +36,24 @@ def run_suite(lm, suite: Suite, tokenizer_dir: str | Path, seed: int = 1234) -> 
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    # RULER builds its samples at these lengths with this tokenizer (the TaskManager's metadata).
-    metadata = ({"max_seq_lengths": list(suite.lengths), "tokenizer": str(Path(tokenizer_dir).resolve())}
-                if suite.lengths else None)
-    manager = TaskManager(include_path=suite.include, metadata=metadata)
     gen_kwargs = {"max_gen_toks": suite.max_gen_toks} if suite.max_gen_toks else None
     raw, aggregates, samples = {}, [], []
-    for shots in sorted({shots for _, shots in suite.tasks}):
+    for shots, length in [(s, n) for s in sorted({s for _, s in suite.tasks}) for n in suite.lengths or [None]]:
         tasks = [task for task, n in suite.tasks if n == shots]
+        # RULER builds its samples at this length with this tokenizer (the TaskManager's metadata).
+        metadata = ({"max_seq_lengths": [length], "tokenizer": str(Path(tokenizer_dir).resolve())} if length
+                    else None)
+        manager = TaskManager(include_path=suite.include, metadata=metadata)
         out = lm_eval.simple_evaluate(
             model=lm, tasks=tasks, num_fewshot=shots, limit=suite.limit, task_manager=manager, log_samples=True,
             gen_kwargs=gen_kwargs, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
             fewshot_random_seed=seed, bootstrap_iters=1000)
-        raw[f"{shots}-shot"] = {key: out[key] for key in ("results", "group_subtasks", "configs", "n-shot",
-                                                           "n-samples") if key in out}
+        raw[f"{shots}-shot" + (f", {length}" if length else "")] = {
+            key: out[key] for key in ("results", "group_subtasks", "configs", "n-shot", "n-samples") if key in out}
         for task in tasks:
             for leaf in _leaves(task, out.get("group_subtasks", {})):
-                aggregates += _aggregate_rows(task, leaf, out["results"].get(leaf, {}), out.get("n-samples", {}))
+                aggregates += _aggregate_rows(task, leaf, out["results"].get(leaf, {}), out.get("n-samples", {}),
+                                              length)
                 samples += _sample_rows(task, leaf, out["samples"].get(leaf, []), suite)
     return raw, pd.DataFrame(aggregates, columns=["leaf", *AGGREGATE_COLUMNS]), pd.DataFrame(samples,
                                                                                             columns=SAMPLE_COLUMNS)
@@ -64,16 +66,18 @@ def _leaves(task: str, groups: dict) -> list[str]:
     return [leaf for sub in groups[task] for leaf in _leaves(sub, groups)]
 
 
-def _aggregate_rows(task: str, leaf: str, results: dict, counts: dict) -> list[dict]:
+def _aggregate_rows(task: str, leaf: str, results: dict, counts: dict, length: int | None) -> list[dict]:
     rows = []
     for key, value in results.items():
         if "," not in key or "_stderr," in key or not isinstance(value, (int, float)):
             continue
         metric, filter_ = key.split(",", 1)
+        if length and metric != str(length):  # RULER's placeholder scores (-1) for the lengths not run
+            continue
         stderr = results.get(f"{metric}_stderr,{filter_}")
         rows.append({"leaf": leaf, "task": task, "metric": metric, "filter": filter_, "value": value,
                      "stderr": stderr if isinstance(stderr, (int, float)) else None,
-                     "samples": counts.get(leaf, {}).get("effective")})
+                     "samples": counts.get(leaf, {}).get("effective"), "length": length})
     return rows
 
 
