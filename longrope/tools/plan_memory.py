@@ -29,11 +29,12 @@ def architecture(plan: Plan) -> Architecture:
                             m["hidden_size"] // m["num_heads"], m["intermediate_size"],
                             tokenizer.get("vocab_size", 258), tied=True)
     folder = Path(plan.base.folder)
-    for candidate in (folder / "config.json", ROOT / "config" / "paper" / "architectures" / f"{folder.name}.json"):
+    name = Path(plan.base.repo).name if plan.base.source == "hub" else folder.name  # a hub model before its fetch
+    for candidate in (folder / "config.json", ROOT / "config" / "paper" / "architectures" / f"{name}.json"):
         if candidate.is_file() and "num_attention_heads" in (known := json.loads(candidate.read_text())):
             return Architecture.from_config(known)
     raise FileNotFoundError(f"no config.json with the model's shapes for the base model {folder} "
-                            "(from base_model.gguf: once converted)")
+                            "(from base_model.gguf: once converted; from the hub: once fetched)")
 
 
 def jobs(plan: Plan):
