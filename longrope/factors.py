@@ -32,6 +32,7 @@ class FoundFactors:
     dtype: str  # the compute dtype the fitness ran in, as resolved on the machine that ran it
     fitness_documents: dict[str, list[int]] | None = None  # fitness length -> document ids, with search.documents
     tokens: str | None = None  # the fitness token store searched on (results/data/stores/…)
+    window_evaluations: int | None = None  # (candidate, window) scores the search spent; None in older records
 
     @property
     def original_length(self) -> int:

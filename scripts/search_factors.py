@@ -50,7 +50,8 @@ def scaling(c) -> RopeScaling:
     return RopeScaling("longrope", L0, target, factors=tuple(carried * np.asarray(c.factors)), n_hat=c.n_hat)
 
 
-seeds = [equivalent_factors(RopeScaling(m, L0, round(ratio * L0)), head_dim, base).tolist() for m in ("pi", "ntk", "yarn")]
+seeds = [equivalent_factors(RopeScaling(m, L0, round(ratio * L0)), head_dim, base).tolist()
+         for m in ("pi", "ntk", "yarn")]
 # Perplexity at the fitness length (the geometric mean over both lengths for a recovery search), on
 # search.workers model replicas of `sequence` processes each; the first PI scaling verifies that the patch reaches
 # each replica's forward.
@@ -74,6 +75,7 @@ bar.close()
 FoundFactors(
     stage=p.stage, scaling=scaling(result.best), scale=p.scale, fitness_ppl=result.best_fitness,
     fitness_samples=settings.samples, evaluations=result.evaluations, cache_hits=result.cache_hits,
+    window_evaluations=result.window_evaluations,
     search={**settings.to_dict(), "ceiling_value": cfg.ceiling}, model=str(snakemake.input.model),
     critical_dimension=critical_dimension(head_dim, base, L0), dtype=dtype_name(dtype), fitness_documents=documents,
     tokens=str(snakemake.input.tokens),

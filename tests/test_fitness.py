@@ -1,5 +1,6 @@
 """longrope.search.fitness: fitness spread over several model replicas gives exactly the one-replica search; batched
-candidates, the first windows and scored masks score as their definitions one by one."""
+candidates, a part of the windows and scored masks score as their definitions one by one; scores on parts of the
+windows put together are exactly the scores on all of them."""
 import time
 
 import numpy as np
@@ -29,8 +30,7 @@ def test_two_workers_find_exactly_the_one_worker_factors(spec, tmp_path):
     for workers in (1, 2):
         start = time.perf_counter()
         with FitnessPool(spec, workers=workers, threads=2) as pool:
-            # cfg has no cheaper rungs, so windows is always None: full fidelity
-            results[workers] = search(lambda c, windows: pool(scalings(c)), seeds, cfg,
+            results[workers] = search(lambda c, windows: pool(scalings(c), windows), seeds, cfg,
                                       tmp_path / f"log{workers}.jsonl")
         seconds[workers] = time.perf_counter() - start
     print(f"search with 1 worker {seconds[1]:.1f} s, 2 workers {seconds[2]:.1f} s")
@@ -73,6 +73,10 @@ def five_candidates():
             for s, n in [(1.5, 0), (2.0, 4), (3.0, 0), (2.5, 8), (1.2, 2)]]
 
 
+def fitness(scores):
+    return [s.fitness for s in scores]
+
+
 def one_by_one(spec, scalings, windows=None):
     """The definition: evaluate.perplexity of each scaling on each length, geometric mean over lengths."""
     from longrope.evaluation.perplexity import perplexity
@@ -90,7 +94,7 @@ def one_by_one(spec, scalings, windows=None):
 def test_batched_candidates_score_as_one_by_one(two_length_spec, batch):
     expected = one_by_one(two_length_spec, five_candidates())
     with FitnessPool(two_length_spec, batch=batch) as pool:
-        np.testing.assert_allclose(pool(five_candidates()), expected, rtol=1e-5)
+        np.testing.assert_allclose(fitness(pool(five_candidates())), expected, rtol=1e-5)
     assert len(set(np.round(expected, 6))) == 5
 
 
@@ -98,11 +102,23 @@ def test_the_first_windows_score_as_a_spec_of_those_windows(two_length_spec):
     first = FitnessSpec(two_length_spec.model, "sdpa", two_length_spec.probe,
                         tuple(w[:1] for w in two_length_spec.windows), scored=(two_length_spec.scored[0][:1], None))
     with FitnessPool(first) as pool:
-        expected = pool(five_candidates())
+        expected = fitness(pool(five_candidates()))
     with FitnessPool(two_length_spec, workers=2, threads=2, batch=2) as pool:  # `windows` reaches the workers
-        np.testing.assert_allclose(pool(five_candidates(), windows=1), expected, rtol=1e-5)
-        np.testing.assert_allclose(pool(five_candidates()), one_by_one(two_length_spec, five_candidates()), rtol=1e-5)
+        np.testing.assert_allclose(fitness(pool(five_candidates(), slice(0, 1))), expected, rtol=1e-5)
+        np.testing.assert_allclose(fitness(pool(five_candidates())), one_by_one(two_length_spec, five_candidates()),
+                                   rtol=1e-5)
     assert not np.allclose(expected, one_by_one(two_length_spec, five_candidates()))
+
+
+@pytest.mark.parametrize("workers, batch", [(1, 1), (2, 2)])
+def test_scores_on_the_remaining_windows_complete_the_scores_on_all(two_length_spec, workers, batch):
+    """What a promoted candidate gets: its scores on the first window, then on the others, are exactly its scores on
+    all windows at once — masks, two lengths, several workers and batches included."""
+    with FitnessPool(two_length_spec, workers=workers, threads=2, batch=batch) as pool:
+        first, rest, whole = (pool(five_candidates(), w) for w in (slice(0, 1), slice(1, None), slice(None)))
+    assert [a + b for a, b in zip(first, rest)] == whole
+    assert [len(n) for n in rest[0].nll] == [2, 1]  # 3 and 2 windows at the two lengths
+    np.testing.assert_allclose(fitness(whole), one_by_one(two_length_spec, five_candidates()), rtol=1e-5)
 
 
 def test_a_spec_checks_its_masks(two_length_spec):

@@ -10,6 +10,7 @@ import yaml
 
 from conftest import ROOT, snakemake_cmd
 from longrope.rope import critical_dimension
+from longrope.search.engine import generation_records
 
 
 def run(*args, cwd):
@@ -91,14 +92,16 @@ def test_test_config_runs_end_to_end(test_config_run):
         assert found["model"].endswith(f"finetune/{spec['search']['model']}/model" if "model" in spec["search"]
                                        else "base/model")
         lines = (out / "search_log.jsonl").read_text().splitlines()
-        assert len(lines) == 1 + config["search"]["generations"] + 1  # header + generation 0…T
+        records = generation_records(out / "search_log.jsonl")
+        assert len(records) == config["search"]["generations"] + 1  # generation 0…T
+        assert found["window_evaluations"] == records[-1]["window_evaluations"]
         halved = spec["scale"] > config["search"]["halve_above_scale"]
         population = config["search"]["population"] // (2 if halved else 1)
         assert json.loads(lines[0])["config"]["population"] == population
         assert (out / "convergence.png").stat().st_size > 10_000
         settings = {**config["search"], **spec["search"]}  # fitness, multi-fidelity rungs, critical dimension
         assert found["search"]["fitness"] == settings.get("fitness", "ppl")
-        rungs = {entry["windows"] for line in lines[1:] for entry in json.loads(line)["evaluated"]}
+        rungs = {entry["windows"] for record in records for entry in record["evaluated"]}
         assert rungs == {*settings.get("fidelity", []), None}
         assert found["critical_dimension"] == critical_dimension(head_dim, config["pretrain"]["model"]["rope_theta"], l0)
         model = f"ft_{spec['search']['model']}" if "model" in spec["search"] else "base"

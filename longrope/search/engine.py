@@ -1,15 +1,18 @@
 """Evolutionary search for LongRoPE's rescale factors λ and start-token count n̂ (Ding et al., 2024, Algorithm 1).
 
-A pure engine: the caller passes a batched fitness (lower is better, e.g. perplexity). The operators follow the
-official code (evolution/algorithms/dim_mono.py): mutation resamples single genes between their neighbours, so λ stays
-non-decreasing by construction; crossover edits a copy of the better parent gene by gene. No candidate is evaluated
-twice. Each generation is appended to a JSONL log with the RNG state, so a killed search resumes and ends exactly where
-an uninterrupted one would.
+A pure engine: the caller passes a batched fitness that returns each candidate's mean NLL on each fitness window
+(WindowScores); the fitness is their perplexity, lower is better. The operators follow the official code
+(evolution/algorithms/dim_mono.py): mutation resamples single genes between their neighbours, so λ stays
+non-decreasing by construction; crossover edits a copy of the better parent gene by gene. No candidate is scored twice
+on a window. Every scored batch is appended to a JSONL log with its window scores as it comes, and each generation's
+record with the RNG state after them, so a killed search resumes — redoing at most the batch it was scoring — and
+ends exactly where an uninterrupted one would.
 
 Multi-fidelity (successive halving, optional): a generation's new candidates are first scored on the first
-fidelity[0] fitness windows, the best `promote` fraction of them on fidelity[1] windows, and so on; only the last
-survivors are scored on all windows. Fully scored candidates rank before partially scored ones, so the parents and
-the reported best come from full-fidelity scores.
+fidelity[0] fitness windows, the best `promote` fraction of them on windows fidelity[0] … fidelity[1] - 1, and so on;
+the last survivors on the remaining windows. A promoted candidate keeps its scores on the windows it has seen, so its
+fitness is exactly the one a single call on all windows gives. Fully scored candidates rank before partially scored
+ones, so the parents and the reported best come from full-fidelity scores.
 """
 
 from __future__ import annotations
@@ -24,13 +27,18 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from longrope.evaluation.stats import exp_nll
+
 MAX_TRIES = 10_000  # proposals per child before the unseen part of the space counts as exhausted
 # Per generation: best and median over the fully scored candidates of the population; evaluations = distinct candidates
-# scored at any fidelity, full_evaluations = those scored on all windows, window_evaluations = windows scored on the
-# cheaper rungs only (the engine does not know K: total windows = window_evaluations + K · full_evaluations);
-# seconds = wall time of the logged generations, summed over resumes (the one field that differs between reruns).
+# scored at any fidelity, full_evaluations = those scored on all windows, window_evaluations = (candidate, window)
+# scores spent in all, at every fitness length; seconds = wall time of the logged generations, summed over resumes (the
+# one field that differs between reruns).
 RECORD_KEYS = ("generation", "best", "median", "evaluations", "full_evaluations", "window_evaluations", "cache_hits",
                "non_finite", "seconds")
+# The log's header carries it: logs without it (window_evaluations counted the cheaper rungs only, no window scores to
+# resume from) are refused rather than misread.
+LOG_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -87,9 +95,46 @@ class Candidate:
     n_hat: int = 0
 
 
-# fitness(candidates, windows): one value per candidate, lower is better, on the first `windows` fitness windows of
-# each fitness length; windows=None = all of them (full fidelity)
-FitnessFn = Callable[[list[Candidate], int | None], list[float]]
+@dataclass(frozen=True)
+class WindowScores:
+    """A candidate's mean NLL on each fitness window it was scored on: per fitness length, one value per window, in
+    window order. The fitness is a function of these alone, so scores on later windows extend the ones on earlier
+    windows (+) instead of rescoring them."""
+
+    nll: tuple[tuple[float, ...], ...]
+
+    def __post_init__(self):  # lists and arrays (from JSON, from a model) become hashable, exactly comparable floats
+        object.__setattr__(self, "nll", tuple(tuple(float(x) for x in per_length) for per_length in self.nll))
+        if not self.nll:
+            raise ValueError("WindowScores needs at least one fitness length")
+
+    def __add__(self, later: WindowScores) -> WindowScores:
+        if len(later.nll) != len(self.nll):
+            raise ValueError(f"scores at {len(later.nll)} fitness lengths cannot extend scores at {len(self.nll)}")
+        return WindowScores(tuple(a + b for a, b in zip(self.nll, later.nll)))
+
+    @property
+    def count(self) -> int:
+        """Window scores held, over every fitness length."""
+        return sum(map(len, self.nll))
+
+    @property
+    def fitness(self) -> float:
+        """The perplexity at each length (exp of its windows' mean NLL, as evaluation.perplexity), geometric mean over
+        the lengths (a recovery search scores two)."""
+        return math.exp(np.mean(np.log([exp_nll(float(np.mean(n))) for n in self.nll])))
+
+
+# fitness(candidates, windows): per candidate, its WindowScores on windows[windows] of each fitness length — a slice
+# of window indices, slice(k, None) being every window from k on
+FitnessFn = Callable[[list[Candidate], slice], list[WindowScores]]
+
+
+@dataclass(frozen=True)
+class _Scored:
+    scores: WindowScores  # on every window scored so far
+    rung: int  # the highest rung reached; len(cfg.fidelity) = all windows
+    value: float  # scores.fitness, with a non-finite one as inf so it ranks last
 
 
 @dataclass
@@ -99,6 +144,7 @@ class SearchResult:
     history: list[dict]  # one record per generation, keys RECORD_KEYS
     evaluations: int
     cache_hits: int
+    window_evaluations: int  # (candidate, window) scores spent, at every fitness length
 
 
 def _k_range(cfg: SearchConfig) -> tuple[int, int]:  # grid indices of the lowest and highest allowed λ
@@ -121,7 +167,7 @@ def snap(factors: Sequence[float], cfg: SearchConfig) -> tuple[float, ...]:
 class _Operators:
     """Mutation and crossover on grid indices; a child already evaluated or queued this generation is redrawn."""
 
-    def __init__(self, cfg: SearchConfig, rng: np.random.Generator, cache: dict[Candidate, tuple[float, int]]):
+    def __init__(self, cfg: SearchConfig, rng: np.random.Generator, cache: dict[Candidate, _Scored]):
         self.cfg, self.rng, self.cache = cfg, rng, cache
         self.lo, self.hi = _k_range(cfg)
         self.queued: set[Candidate] = set()
@@ -177,7 +223,12 @@ def _write(path: Path, lines: list[dict], mode: str = "a") -> None:
     with open(path, mode) as f:
         f.write("".join(json.dumps(line) + "\n" for line in lines))
         f.flush()
-        os.fsync(f.fileno())  # a generation on disk survives a kill of the whole machine
+        os.fsync(f.fileno())  # a line on disk survives a kill of the whole machine
+
+
+def generation_records(path: str | Path) -> list[dict]:
+    """The generation records of a search log, without its header and the window scores logged between them."""
+    return [r for r in map(json.loads, Path(path).read_text().splitlines()[1:]) if "rung" not in r]
 
 
 def _read_log(path: Path) -> list[dict]:
@@ -218,68 +269,103 @@ def search(
 ) -> SearchResult:
     """Evolve λ (and n̂) from the seed factors; resume from log_path if it holds generations of the same search.
 
-    fitness gets each generation's new candidates once per rung: all of them with windows=cfg.fidelity[0], the best
-    cfg.promote of those with cfg.fidelity[1], ..., the last survivors with windows=None (with no cheaper rungs: every
-    new candidate, in one batch with windows=None). NaN/inf fitness ranks last within its rung (counted in the record's
-    "non_finite"). progress(record) follows every generation, replayed ones from the log included.
+    fitness gets each generation's new candidates once per rung, on that rung's windows only: all of them with
+    windows=slice(0, cfg.fidelity[0]), the best cfg.promote of those with slice(cfg.fidelity[0], cfg.fidelity[1]),
+    ..., the last survivors with slice(cfg.fidelity[-1], None) (with no cheaper rungs: every new candidate, in one
+    batch with slice(0, None)). NaN/inf fitness ranks last within its rung (counted in the record's "non_finite").
+    progress(record) follows every generation, replayed ones from the log included.
     """
     start = [Candidate(snap(s, cfg)) for s in seeds]
     if not start or len({len(c.factors) for c in start}) != 1 or len(start) > cfg.population:
         raise ValueError(f"need 1 to {cfg.population} seeds of equal length, got lengths {[len(s) for s in seeds]}")
     log_path = Path(log_path)
-    header = json.loads(json.dumps({"config": asdict(cfg), "seeds": [list(c.factors) for c in start]}))  # as read back
+    header = json.loads(json.dumps({"format": LOG_FORMAT, "config": asdict(cfg),
+                                    "seeds": [list(c.factors) for c in start]}))  # as read back
     rng = np.random.Generator(np.random.PCG64(cfg.seed))
-    windows_of = (*cfg.fidelity, None)  # fitness windows per rung; the last rung is full fidelity
+    rungs = [slice(a, b) for a, b in zip((0, *cfg.fidelity), (*cfg.fidelity, None))]  # the windows each rung adds
     full = len(cfg.fidelity)
-    cache: dict[Candidate, tuple[float, int]] = {}  # every scored candidate: (value, highest rung reached)
+    cache: dict[Candidate, _Scored] = {}  # every scored candidate
     ops = _Operators(cfg, rng, cache)
     history: list[dict] = []
     population: list[Candidate] = []  # sorted best first once evaluated
 
+    def add(c: Candidate, scores: WindowScores, rung: int) -> None:
+        scores = cache[c].scores + scores if rung else scores
+        value = scores.fitness
+        cache[c] = _Scored(scores, rung, value if math.isfinite(value) else math.inf)
+
     log = _read_log(log_path)
     if log and log[0] != header:  # checked first, so a log of another format never reaches the fields read below
-        raise ValueError(f"{log_path} was written by a search with another config or seeds; delete it to start over")
+        raise ValueError(f"{log_path} was written by a search with another config or seeds, or by an older version; "
+                         "delete it to start over")
     if not log:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         _write(log_path, [header], mode="w")
-    for rec in log[1:]:
-        # entries come in scoring order, so a promoted candidate ends at its highest rung
-        cache.update((_candidate(e), (e["fitness"], windows_of.index(e["windows"]))) for e in rec["evaluated"])
-        history.append({k: rec[k] for k in RECORD_KEYS})
-        population = [_candidate(e) for e in rec["population"]]
-        rng.bit_generator.state = rec["rng_state"]
-        ops.cache_hits = rec["cache_hits"]
+    replay: list[dict] = []  # the scored batches of a generation whose record is not (yet) in the log
+    for line in log[1:]:
+        if "rung" in line:
+            replay.append(line)
+            continue
+        for logged in replay:
+            for e in logged["scored"]:
+                add(_candidate(e), WindowScores(e["nll"]), logged["rung"])
+        replay = []
+        history.append({k: line[k] for k in RECORD_KEYS})
+        population = [_candidate(e) for e in line["population"]]
+        rng.bit_generator.state = line["rng_state"]
+        ops.cache_hits = line["cache_hits"]
         if progress:
             progress(history[-1])
+    # What is left in `replay` is the generation a kill interrupted: it is redone from the same RNG state, so it
+    # proposes the same candidates and promotes the same ones, and its logged batches are read instead of rescored.
     seconds, t0 = (history[-1]["seconds"] if history else 0.0), time.perf_counter()
 
     def rank(c: Candidate) -> tuple[int, float]:  # full fidelity first, then higher rungs; by value within a rung
-        value, rung = cache[c]
-        return -rung, value
+        return -cache[c].rung, cache[c].value
 
     def entry(c: Candidate) -> dict:
-        value, rung = cache[c]
-        return {"factors": list(c.factors), "n_hat": c.n_hat, "fitness": value, "windows": windows_of[rung]}
+        seen = rungs[cache[c].rung].stop  # windows scored so far; None = all
+        return {"factors": list(c.factors), "n_hat": c.n_hat, "fitness": cache[c].value, "windows": seen}
+
+    def score(batch: list[Candidate], rung: int) -> list[WindowScores]:
+        """The batch's scores on the rung's windows: read back from the log when replaying, else from the fitness,
+        and logged at once, so that a kill from here on loses none of them."""
+        if replay:
+            line = replay.pop(0)
+            if line["rung"] != rung or [_candidate(e) for e in line["scored"]] != batch:
+                raise ValueError(f"{log_path}: the scores logged for generation {len(history)} are not this search's; "
+                                 "delete it to start over")
+            return [WindowScores(e["nll"]) for e in line["scored"]]
+        windows = rungs[rung]
+        scores = list(fitness(batch, windows))
+        if len(scores) != len(batch):
+            raise ValueError(f"fitness returned {len(scores)} scores for {len(batch)} candidates")
+        width = None if windows.stop is None else windows.stop - windows.start
+        if any(not n or (width is not None and len(n) != width) for s in scores for n in s.nll):
+            raise ValueError(f"fitness scored {[list(map(len, s.nll)) for s in scores]} windows (per candidate, per "
+                             f"length) where windows[{windows.start}:{windows.stop}] were asked for")
+        _write(log_path, [{"generation": len(history), "rung": rung, "windows": [windows.start, windows.stop],
+                           "scored": [{"factors": list(c.factors), "n_hat": c.n_hat, "nll": s.nll}
+                                      for c, s in zip(batch, scores)]}])  # fmt: skip
+        return scores
 
     def evaluate(members: list[Candidate]) -> list[Candidate]:
         new = [c for c in members if c not in cache]
         batch, scored = new, []
-        for rung, windows in enumerate(windows_of):
-            values = [float(v) for v in fitness(batch, windows)] if batch else []
-            if len(values) != len(batch):
-                raise ValueError(f"fitness returned {len(values)} values for {len(batch)} candidates")
-            cache.update((c, (v if math.isfinite(v) else math.inf, rung)) for c, v in zip(batch, values))
+        for rung in range(len(rungs) if new else 0):  # no new candidates: a generation without children
+            for c, s in zip(batch, score(batch, rung)):
+                add(c, s, rung)
             scored += [entry(c) for c in batch]
             # the best ceil(promote·n) go on (the tolerance keeps float error from promoting one more); sorted() is
             # stable, so ties keep their order, which is deterministic
             batch = sorted(batch, key=rank)[: max(1, math.ceil(cfg.promote * len(batch) - 1e-9))]
         ops.queued.clear()
         ranked = sorted(members, key=rank)
-        scores = [cache[c][0] for c in ranked if cache[c][1] == full]  # never empty: ranked[0] is full fidelity
-        record = {"generation": len(history), "best": scores[0], "median": float(np.median(scores)),
-                  "evaluations": len(cache), "full_evaluations": sum(r == full for _, r in cache.values()),
-                  "window_evaluations": sum(sum(cfg.fidelity[: r + 1]) for _, r in cache.values()),
-                  "cache_hits": ops.cache_hits, "non_finite": sum(math.isinf(cache[c][0]) for c in new),
+        values = [cache[c].value for c in ranked if cache[c].rung == full]  # never empty: ranked[0] is full fidelity
+        record = {"generation": len(history), "best": values[0], "median": float(np.median(values)),
+                  "evaluations": len(cache), "full_evaluations": sum(s.rung == full for s in cache.values()),
+                  "window_evaluations": sum(s.scores.count for s in cache.values()),
+                  "cache_hits": ops.cache_hits, "non_finite": sum(math.isinf(cache[c].value) for c in new),
                   "seconds": round(seconds + time.perf_counter() - t0, 3)}  # fmt: skip
         _write(log_path, [{**record, "population": [entry(c) for c in ranked], "evaluated": scored,
                            "rng_state": rng.bit_generator.state}])  # fmt: skip
@@ -300,7 +386,8 @@ def search(
             i, j = sorted(rng.choice(len(parents), size=2, replace=False))  # i ranks better
             children.append(ops.crossover(parents[i], parents[j]) or ops.mutate(parents[i]))
         population = evaluate(parents + children)
-    return SearchResult(population[0], cache[population[0]][0], history, len(cache), ops.cache_hits)
+    return SearchResult(population[0], cache[population[0]].value, history, len(cache), ops.cache_hits,
+                        history[-1]["window_evaluations"])
 
 
 CEILING_RULES = {"paper": lambda s: 1.25 * s, "official": lambda s: 1.0 + s}  # max λ for scale s

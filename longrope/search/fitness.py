@@ -16,7 +16,6 @@ module, and multiprocessing's spawn would run it again in every child.
 """
 from __future__ import annotations
 
-import math
 import os
 import pickle
 import subprocess
@@ -28,11 +27,11 @@ import numpy as np
 import torch
 
 from longrope.evaluation.perplexity import check_scored, window_nll
-from longrope.evaluation.stats import exp_nll
 from longrope.model import load_model, next_token_nll
 from longrope.parallelism.sequence import spread
 from longrope.patching import sequence_split, switch_scaling
 from longrope.rope import RopeScaling
+from longrope.search.engine import WindowScores
 
 
 @dataclass(frozen=True)
@@ -74,24 +73,22 @@ class Replica:
         self.device = next(self.model.parameters()).device
 
     @torch.no_grad()
-    def __call__(self, scalings: list[RopeScaling], windows: int | None = None) -> list[float]:
-        """Each scaling's perplexity at the fitness length — exp(mean over windows of each window's mean NLL over its
-        scored tokens), as evaluation.perplexity.perplexity — on the first `windows` windows of each length (all when None); the
+    def __call__(self, scalings: list[RopeScaling], windows: slice = slice(None)) -> list[WindowScores]:
+        """Each scaling's mean NLL over the scored tokens of each window in `windows` (indices) of each fitness
+        length; its fitness (WindowScores.fitness) is the perplexity as evaluation.perplexity.perplexity, the
         geometric mean over lengths when there are several (recovery)."""
-        ppl = np.zeros((len(self.windows), len(scalings)))
+        unit_nll = [np.zeros((len(scalings), len(kept[windows]))) for kept in self.windows]
         for i, (kept, masks) in enumerate(zip(self.windows, self.scored)):
-            kept = kept[:windows]
-            masks = [None] * len(kept) if masks is None else masks[:windows]
-            unit_nll = np.zeros((len(scalings), len(kept)))
+            kept = kept[windows]
+            masks = [None] * len(kept) if masks is None else masks[windows]
             for k, (window, mask) in enumerate(zip(kept, masks)):
                 ids = torch.as_tensor(window, device=self.device)
                 for first in range(0, len(scalings), self.batch):
                     chunk = tuple(scalings[first : first + self.batch])
                     switch_scaling(self.model, chunk)  # row b of the forward under scaling b
                     nll = next_token_nll(self.model, ids.repeat(len(chunk), 1))
-                    unit_nll[first : first + len(chunk), k] = window_nll(nll, mask).cpu().numpy()
-            ppl[i] = [exp_nll(float(nll)) for nll in unit_nll.mean(axis=1)]
-        return [math.exp(np.mean(np.log(p))) for p in ppl.T]
+                    unit_nll[i][first : first + len(chunk), k] = window_nll(nll, mask).cpu().numpy()
+        return [WindowScores(tuple(per_length[j] for per_length in unit_nll)) for j in range(len(scalings))]
 
     def close(self) -> None:
         split = sequence_split(self.model)
@@ -127,8 +124,8 @@ class FitnessPool:
             self.close()
             raise
 
-    def __call__(self, scalings: list[RopeScaling], windows: int | None = None) -> list[float]:
-        """Replica.__call__ over the workers: the first `windows` windows of each length (all when None)."""
+    def __call__(self, scalings: list[RopeScaling], windows: slice = slice(None)) -> list[WindowScores]:
+        """Replica.__call__ over the workers: each scaling's WindowScores on the windows `windows` of each length."""
         if self._local is not None:
             return self._local(scalings, windows)
         n = len(self._workers)

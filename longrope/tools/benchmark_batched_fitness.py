@@ -67,7 +67,7 @@ def main():
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             start = time.perf_counter()
-            scores = np.asarray(replica(scalings))
+            scores = np.asarray([s.fitness for s in replica(scalings)])
             seconds = time.perf_counter() - start
             if batch == 1:
                 one_by_one, seconds_one = scores, seconds

@@ -4,8 +4,6 @@ Everything goes through the library's owners, so a tool rescoring a search sees 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -21,6 +19,7 @@ from longrope.factors import FoundFactors
 from longrope.model import TINY_LLAMA, compute_dtype, load_model, tiny_llama
 from longrope.plan import SearchSettings
 from longrope.rope import RopeScaling
+from longrope.search.engine import WindowScores, generation_records
 from longrope.search.windows import fitness_lengths, fitness_windows
 
 FitnessWindows = list[tuple[np.ndarray, np.ndarray | None]]  # per fitness length: (windows, scored tokens or None)
@@ -56,11 +55,8 @@ def search_arguments(doc: str, stage_help: str) -> argparse.ArgumentParser:
 
 
 def finished_search(stage_dir: str | Path) -> tuple[FoundFactors, list[dict]]:
-    """A finished search stage (results/search/<stage>): its factors and its generation records (search_log.jsonl
-    after the header line)."""
-    found = FoundFactors.load(Path(stage_dir) / "factors.json")
-    lines = (Path(stage_dir) / "search_log.jsonl").read_text().splitlines()
-    return found, [json.loads(line) for line in lines[1:]]
+    """A finished search stage (results/search/<stage>): its factors and the generation records of its log."""
+    return FoundFactors.load(Path(stage_dir) / "factors.json"), generation_records(Path(stage_dir) / "search_log.jsonl")
 
 
 def search_settings(found: FoundFactors) -> SearchSettings:
@@ -81,7 +77,6 @@ def search_fitness_windows(found: FoundFactors, tokens_path, tokenizer_path) -> 
 
 
 def search_fitness(model, windows: FitnessWindows) -> float:
-    """The fitness a search logs for the model's current scaling: the geometric mean over the fitness lengths of the
-    perplexity on their windows, taken through exp(mean(log)) even for one length, as longrope.search.fitness does,
-    so that a rescore can equal the logged value exactly."""
-    return math.exp(np.mean(np.log([perplexity(model, w, scored).ppl for w, scored in windows])))
+    """The fitness a search logs for the model's current scaling, from its NLL on each window of each fitness length
+    through the search's own WindowScores.fitness, so that a rescore can equal the logged value exactly."""
+    return WindowScores(tuple(perplexity(model, w, scored).unit_nll for w, scored in windows)).fitness
