@@ -44,7 +44,9 @@ for _suite in HARNESS_SUITES.values():
         input:
             expand("results/harness/{suite}/{subject}.samples.csv", suite=_suite.name, subject=HARNESS_SUBJECTS),
         output:
-            tables=expand("results/tables/harness_{suite}.{ext}", suite=_suite.name, ext=["csv", "md", "tex"]),
+            tables=[report(f"results/tables/harness_{_suite.name}.csv", caption="../report/harness_table.rst",
+                           category="Harness"),
+                    f"results/tables/harness_{_suite.name}.md", f"results/tables/harness_{_suite.name}.tex"],
             # a RULER-style suite's plot by length, else the short-task retention against the base model
             extra=(report(f"results/plots/harness_{_suite.name}.png", caption="../report/harness.rst",
                           category="Harness") if _suite.lengths else
