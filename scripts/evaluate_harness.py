@@ -5,7 +5,7 @@ import sys
 
 import torch
 
-from longrope.evaluation.subjects import subject_scalings
+from longrope.evaluation.subjects import subject_scaling
 from longrope.harness.run import harness_model, run_suite
 from longrope.harness.suites import Suite
 from longrope.model import compute_dtype, dtype_name, load_model
@@ -15,8 +15,7 @@ torch.set_num_threads(snakemake.threads)
 
 p, out = snakemake.params, snakemake.output
 suite = Suite.from_config(snakemake.wildcards.suite, p.suite)
-specs = [(p.label, p.scaling)] if p.scaling is not None else []
-(_, scaling), = subject_scalings(specs, getattr(snakemake.input, "factors", None), p.label, snakemake.input.model)
+scaling = subject_scaling(p.scaling, getattr(snakemake.input, "factors", None), p.label, snakemake.input.model)
 dtype = compute_dtype(p.dtype)
 model = load_model(snakemake.input.model, attention=p.attention, dtype=dtype, scaling=scaling)
 # lm-eval cuts contexts to max_length: the subject's extended length, or the suite's longest where that is longer.

@@ -8,15 +8,14 @@ import torch
 from longrope.data.tokenizer import load_tokenizer
 from longrope.evaluation.perplexity import evaluation_lengths
 from longrope.evaluation.retrieval import needle_score, passkey_accuracy
-from longrope.evaluation.subjects import subject_scalings
+from longrope.evaluation.subjects import subject_scaling
 from longrope.model import compute_dtype, load_model
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 torch.set_num_threads(snakemake.threads)
 
 p = snakemake.params
-specs = [(p.label, p.scaling)] if p.scaling is not None else []
-(_, scaling), = subject_scalings(specs, getattr(snakemake.input, "factors", None), p.label, snakemake.input.model)
+scaling = subject_scaling(p.scaling, getattr(snakemake.input, "factors", None), p.label, snakemake.input.model)
 model = load_model(snakemake.input.model, attention=p.attention, dtype=compute_dtype(p.dtype), scaling=scaling)
 tokenizer = load_tokenizer(snakemake.input.tokenizer)
 subject = {"model": p.model, "method": p.label, "scale": scaling.scale}

@@ -56,8 +56,7 @@ def test_retention_is_paired_on_the_samples_both_answered():
     suite = Suite.from_config("short", {"tasks": ["a"]})
     rng = np.random.default_rng(0)
     base = rng.random(200)
-    frame = pd.concat([samples("base_none", "a", base), samples("ext", "a", base * 0.9)]).assign(
-        subject=lambda f: f["subject"])
+    frame = pd.concat([samples("base_none", "a", base), samples("ext", "a", base * 0.9)])
     frame.loc[frame["subject"] == "ext", "method"] = "yarn"
     table = retention(frame, suite, base="base_none")
     ratio = table.iloc[0]

@@ -25,3 +25,10 @@ def subject_scalings(specs: list, factors: str | None, label: str,
             raise ValueError(f"{model_folder} carries no RoPE scaling and the rule names none to evaluate")
         scalings.append((label, saved))
     return scalings
+
+
+def subject_scaling(spec: dict | None, factors: str | None, label: str, model_folder: str | Path) -> RopeScaling:
+    """The one scaling a retrieval or harness subject runs with: its baseline spec, its search's factors, or the one
+    saved with its model."""
+    (_, scaling), = subject_scalings([(label, spec)] if spec is not None else [], factors, label, model_folder)
+    return scaling
