@@ -159,7 +159,9 @@ def token_nll(model, hidden: torch.Tensor, targets: torch.Tensor, chunk_size: in
     each chunk's logits are recomputed in the backward, so training keeps no T×V tensor either, only the NLL."""
 
     def chunk_nll(h, t):
-        return nn.functional.cross_entropy(model.lm_head(h).float().transpose(1, 2), t, reduction="none")
+        # (B·T, V) rows: cross-entropy over a transposed (B, V, T) view runs ≈ 7× slower on CPU
+        logits = model.lm_head(h).float()
+        return nn.functional.cross_entropy(logits.flatten(0, 1), t.flatten(), reduction="none").view(t.shape)
 
     tiled = torch.is_grad_enabled() and hidden.requires_grad
     return torch.cat([
