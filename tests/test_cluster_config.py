@@ -1,5 +1,8 @@
 """config/paper/*.yaml under the SLURM profile: valid, and every job asks the cluster for what the config says."""
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -149,3 +152,18 @@ def read_heldout_start(n):
 
     config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
     return read_book(book_path(ROOT / "data" / "corpus", config["data"]["sources"]["sonnets"]["books"][0]))[:n]
+
+
+def test_the_gpu_script_plans_smollm2_at_4x_and_8x_without_fine_tuning(tmp_path):
+    """scripts/run_smollm2_gpu.sh --dry-run on this CPU machine: the plan the GPU run would carry out."""
+    env = {**os.environ, "WORKDIR": str(tmp_path), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "run_smollm2_gpu.sh"), "--dry-run"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    jobs = scheduled(done)
+    assert {"search_32k", "search_64k", "search_32k_lambda", "search_64k_lambda", "evaluate_base",
+            "evaluate_search", "evaluate_retrieval", "tables"} <= jobs
+    assert not {name for name in jobs if name.startswith(("finetune", "pretrain", "export", "recovery"))}
+    config = yaml.safe_load((ROOT / "config" / "smollm2-gpu.yaml").read_text())
+    assert [spec["scale"] for spec in config["stages"].values()] == [4, 8]
+    assert max(config["evaluation"]["passkey"]["lengths"]) == 8 * config["base_model"]["original_length"]
+    assert not (tmp_path / "results").exists()  # a plan, nothing run

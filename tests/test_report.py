@@ -8,7 +8,7 @@ import pytest
 
 from longrope.evaluation.records import MEASUREMENT_KEYS, unique_measurements
 from longrope.evaluation.report import (PairedWindows, ablation, extended_models, finetune_effect, latex, markdown, needle_table, passkey_table, perplexity_by_length, search_vs_baselines, short_recovery)
-from longrope.evaluation.stats import perplexity_interval, wilson_interval
+from longrope.evaluation.stats import gap_closed, perplexity_interval, wilson_interval
 
 DIFFICULTY = np.array([-0.3, -0.2, -0.1, 0.0, 0.0, 0.1, 0.2, 0.3])  # shared by the rows at a length: same windows
 
@@ -55,16 +55,40 @@ def test_table1_is_the_base_model_by_method_and_length_with_intervals():
     assert "ft_8x" not in table.index.get_level_values("model")
 
 
-def test_search_vs_best_baseline_is_paired_on_the_same_windows():
-    table = search_vs_baselines(TIDY, [8.0], PAIRS)
-    row = table.loc[("base", 8.0, 800)]
-    assert row["best baseline"] == "yarn" and row["windows"] == len(DIFFICULTY)
+def test_search_vs_each_baseline_is_paired_on_the_same_windows_best_first():
+    table = search_vs_baselines(TIDY, [8.0], PAIRS, original_length=100)
+    assert list(table.loc[("base", 8.0, 800)].index) == ["yarn", "pi"]  # best first
+    row = table.loc[("base", 8.0, 800, "yarn")]
+    assert row["best"] and row["windows"] == len(DIFFICULTY)
     assert row["ratio"] == pytest.approx(6.0 / 8.0)
     # The windows' shared difficulty (±0.3 nats) cancels in the pairs: the interval is far narrower than either
     # perplexity's own, and excludes 1.
     assert row["ratio lo"] < row["ratio"] < row["ratio hi"] < 1
     assert (row["ratio hi"] - row["ratio lo"]) / row["ratio"] < 0.2 * (row["longrope hi"] - row["longrope lo"]) / 6.0
+    assert table.loc[("base", 8.0, 800, "pi"), "ratio"] == pytest.approx(6.0 / 25.0)
     assert "ft_8x" not in table.index.get_level_values("model")  # no baselines on that model: no row
+
+
+def test_gap_closed_is_the_share_of_the_baselines_gap_to_the_floor_at_L0():
+    table = search_vs_baselines(TIDY, [8.0], PAIRS, original_length=100)
+    yarn, pi = table.loc[("base", 8.0, 800, "yarn")], table.loc[("base", 8.0, 800, "pi")]
+    # floor: plain RoPE at L0 = 100 is 5.0; YaRN 8.0 → searched 6.0 closes 2 of its 3
+    assert yarn["gap closed"] == pytest.approx((8.0 - 6.0) / (8.0 - 5.0))
+    assert pi["gap closed"] == pytest.approx((25.0 - 6.0) / (25.0 - 5.0))
+    assert 0 < yarn["gap closed lo"] < yarn["gap closed"] < yarn["gap closed hi"]
+    # the floor's windows are resampled on their own: the interval is wider than the paired ratio alone implies
+    assert yarn["gap closed hi"] - yarn["gap closed lo"] > 0.05
+    assert math.isnan(table.loc[("base", 8.0, 100, "yarn"), "gap closed"])  # inside L0 there is no gap
+    assert "gap closed" in markdown(table) and "0.667 [" in markdown(table)
+
+
+def test_gap_closed_interval_excludes_zero_only_when_the_search_clearly_wins():
+    rng = np.random.default_rng(0)
+    difficulty = rng.normal(0, 0.3, 8)
+    floor = np.log(5.0) + rng.normal(0, 0.3, 8)
+    clear = gap_closed(np.log(6.0) + difficulty, np.log(8.0) + difficulty, floor, resamples=500)
+    noisy = gap_closed(np.log(7.9) + difficulty + rng.normal(0, 0.1, 8), np.log(8.0) + difficulty, floor, resamples=500)
+    assert clear[1] > 0 and noisy[1] < 0 < noisy[2]
 
 
 def test_a_row_compared_with_itself_is_one_with_zero_width_and_unpaired_rows_are_refused():

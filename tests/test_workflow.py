@@ -184,7 +184,7 @@ def test_test_config_runs_end_to_end(test_config_run):
                  "finetune_effect", "table10_short_recovery", "table11_ablation", "passkey_accuracy", "needle_scores"):
         assert {(tables / f"{name}.{ext}").stat().st_size > 50 for ext in ("csv", "md", "tex")} == {True}
         assert (tables / f"{name}.tex").read_text().count(r"\begin{tabular}") == 1
-    assert "| model | scale | length | windows | longrope | best baseline | its ppl | ratio |" in (
+    assert "| model | scale | length | baseline | best | windows | longrope | its ppl | ratio | gap closed |" in (
         tables / "search_vs_baselines.md").read_text()
     assert "| model | scale | length | PI | λ only | λ + n̂ | ratio λ + n̂ / λ only |" in (
         tables / "table11_ablation.md").read_text()

@@ -8,10 +8,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from longrope.evaluation.stats import paired_bootstrap_ratio, wilson_interval  # noqa: E402
+from longrope.evaluation.stats import gap_closed, paired_bootstrap_ratio, wilson_interval  # noqa: E402
 
 BASELINES = ("pi", "ntk", "dynamic_ntk", "yarn")
 KEY = ["study", "model", "method", "scale", "n_hat", "length"]  # one perplexity row of the tidy results
+NO_EFFECT = {"ratio": 1.0, "gap closed": 0.0}  # comparison columns (by prefix): marked when the interval excludes it
 
 
 def scaling_label(method: str, scale: float) -> str:
@@ -39,12 +40,13 @@ def _text_cells(frame: pd.DataFrame, digits: int, escape, mark: str) -> tuple[li
             return ""
         if not isinstance(value, float):
             return escape(value)
-        d = digits + 1 if column.startswith("ratio") else digits
+        null = next((v for prefix, v in NO_EFFECT.items() if column.startswith(prefix)), None)
+        d = digits + 1 if null is not None else digits
         text = f"{value:.{d}f}"
         lo, hi = row.get(f"{column} lo", np.nan), row.get(f"{column} hi", np.nan)
         if not (pd.isna(lo) or pd.isna(hi)):
             text += f" [{lo:.{d}f}, {hi:.{d}f}]"
-            if column.startswith("ratio") and (hi < 1 or lo > 1):
+            if null is not None and (hi < null or lo > null):
                 text += mark
         return text
 
@@ -88,6 +90,14 @@ class PairedWindows:
                              f"windows, so they cannot be compared paired")
         return paired_bootstrap_ratio(nll_a, nll_b, self.resamples, self.seed)
 
+    def gap_closed(self, searched: dict, baseline: dict, floor: dict) -> tuple[float, float, float]:
+        """The share of the baseline's gap to the floor row that the searched row closes (stats.gap_closed)."""
+        (starts_s, nll_s), (starts_b, nll_b) = self._units(searched), self._units(baseline)
+        if not np.array_equal(starts_s, starts_b):
+            raise ValueError(f"rows {[searched[k] for k in KEY]} and {[baseline[k] for k in KEY]} were not scored "
+                             f"on the same windows")
+        return gap_closed(nll_s, nll_b, self._units(floor)[1], self.resamples, self.seed)
+
     def _units(self, row: dict):
         key = tuple(row[k] for k in KEY)
         if key not in self.units:
@@ -128,22 +138,30 @@ def perplexity_by_length(tidy: pd.DataFrame, original_length: int) -> pd.DataFra
     return wide.reindex(pd.MultiIndex.from_frame(order[["model", "row"]])).rename_axis(["model", "method"])
 
 
-def search_vs_baselines(tidy: pd.DataFrame, scales: list[float], pairs: PairedWindows) -> pd.DataFrame:
-    """Searched factors against the best baseline set for the same scale on the same model, at each length;
-    ratio < 1: the search wins. The best baseline is picked on the same windows, which favours it slightly."""
+def search_vs_baselines(tidy: pd.DataFrame, scales: list[float], pairs: PairedWindows,
+                        original_length: int) -> pd.DataFrame:
+    """Searched factors against every baseline set for the same scale on the same model, at each length, best
+    baseline first; ratio < 1: the search wins. Beyond L0, also the share of each baseline's gap to the floor that
+    the search closes: the floor is the same model with plain RoPE at L0, inside its window, which no factor set
+    reaches without fine-tuning unless the longer context itself helps."""
     rows = []
     for scale in scales:
         at = tidy[(tidy["scale"] == scale) & (tidy["study"] == "length")]
         for (model, length), group in at.groupby(["model", "length"]):
-            base = group[group["method"].isin(BASELINES)].sort_values("ppl").to_dict("records")
+            baselines = group[group["method"].isin(BASELINES)].sort_values("ppl").to_dict("records")
             searched = group[group["method"] == "longrope"].to_dict("records")
-            if not base or not searched:
+            if not baselines or not searched:
                 continue
-            best, searched = base[0], searched[0]
-            rows.append({"model": model, "scale": scale, "length": length, "windows": searched["n_samples"],
-                         **_interval("longrope", searched), "best baseline": best["method"],
-                         **_interval("its ppl", best), **_ratio("ratio", pairs.ratio(searched, best))})
-    return pd.DataFrame(rows).set_index(["model", "scale", "length"]) if rows else pd.DataFrame()
+            floor = tidy[(tidy["study"] == "length") & (tidy["model"] == model) & (tidy["method"] == "none")
+                         & (tidy["length"] == original_length)].to_dict("records")
+            for rank, baseline in enumerate(baselines):
+                gap = (pairs.gap_closed(searched[0], baseline, floor[0]) if floor and length > original_length
+                       else (np.nan,) * 3)
+                rows.append({"model": model, "scale": scale, "length": length, "baseline": baseline["method"],
+                             "best": rank == 0, "windows": searched[0]["n_samples"],
+                             **_interval("longrope", searched[0]), **_interval("its ppl", baseline),
+                             **_ratio("ratio", pairs.ratio(searched[0], baseline)), **_ratio("gap closed", gap)})
+    return pd.DataFrame(rows).set_index(["model", "scale", "length", "baseline"]) if rows else pd.DataFrame()
 
 
 def ablation(tidy: pd.DataFrame, scales: list[float], pairs: PairedWindows) -> pd.DataFrame:
