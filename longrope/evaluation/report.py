@@ -84,19 +84,19 @@ class PairedWindows:
 
     def ratio(self, a: dict, b: dict) -> tuple[float, float, float]:
         """ppl(a) / ppl(b) and its interval, for two tidy perplexity rows."""
+        return paired_bootstrap_ratio(*self._paired(a, b), self.resamples, self.seed)
+
+    def gap_closed(self, searched: dict, baseline: dict, floor: dict) -> tuple[float, float, float]:
+        """The share of the baseline's gap to the floor row that the searched row closes (stats.gap_closed)."""
+        return gap_closed(*self._paired(searched, baseline), self._units(floor)[1], self.resamples, self.seed)
+
+    def _paired(self, a: dict, b: dict) -> tuple[np.ndarray, np.ndarray]:
+        """The per-window NLLs of two rows, which must have been scored on the same windows."""
         (starts_a, nll_a), (starts_b, nll_b) = (self._units(row) for row in (a, b))
         if not np.array_equal(starts_a, starts_b):
             raise ValueError(f"rows {[a[k] for k in KEY]} and {[b[k] for k in KEY]} were not scored on the same "
                              f"windows, so they cannot be compared paired")
-        return paired_bootstrap_ratio(nll_a, nll_b, self.resamples, self.seed)
-
-    def gap_closed(self, searched: dict, baseline: dict, floor: dict) -> tuple[float, float, float]:
-        """The share of the baseline's gap to the floor row that the searched row closes (stats.gap_closed)."""
-        (starts_s, nll_s), (starts_b, nll_b) = self._units(searched), self._units(baseline)
-        if not np.array_equal(starts_s, starts_b):
-            raise ValueError(f"rows {[searched[k] for k in KEY]} and {[baseline[k] for k in KEY]} were not scored "
-                             f"on the same windows")
-        return gap_closed(nll_s, nll_b, self._units(floor)[1], self.resamples, self.seed)
+        return nll_a, nll_b
 
     def _units(self, row: dict):
         key = tuple(row[k] for k in KEY)

@@ -6,14 +6,13 @@ GPU, torch.cuda.max_memory_allocated. Goal: 4× the length needs at most 4.5× t
 """
 import argparse
 import json
-import resource
 import subprocess
 import sys
 
 import torch
 
 from longrope.model import next_token_nll
-from longrope.tools.common import load_scoring_model
+from longrope.tools.common import load_scoring_model, peak_memory_bytes
 
 
 def measure(model_dir: str, length: int) -> dict:
@@ -23,11 +22,11 @@ def measure(model_dir: str, length: int) -> dict:
     if gpu:
         model.cuda()
         torch.cuda.reset_peak_memory_stats()
-    before = torch.cuda.max_memory_allocated() if gpu else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = peak_memory_bytes()
     ids = torch.randint(0, model.config.vocab_size, (1, length + 1), device=next(model.parameters()).device)
     with torch.no_grad():
         next_token_nll(model, ids)
-    after = torch.cuda.max_memory_allocated() if gpu else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    after = peak_memory_bytes()
     return {"length": length, "device": "cuda" if gpu else "cpu", "peak_mb": after / 2**20,
             "growth_mb": (after - before) / 2**20, "attention": model.config._attn_implementation}
 

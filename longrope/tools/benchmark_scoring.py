@@ -12,7 +12,6 @@ torch.cuda.max_memory_allocated on a GPU). Both paths score the same seeded ids,
 import argparse
 import json
 import math
-import resource
 import subprocess
 import sys
 import time
@@ -22,13 +21,9 @@ from transformers import AutoConfig
 
 from longrope.model import dtype_name, next_token_nll
 from longrope.rope import RopeScaling
-from longrope.tools.common import load_scoring_model, model_folder
+from longrope.tools.common import load_scoring_model, model_folder, peak_memory_bytes
 
 PATHS = ("stock", "project")
-
-
-def peak_bytes(gpu: bool) -> int:
-    return torch.cuda.max_memory_allocated() if gpu else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def measure(model_dir: str, length: int, path: str, dtype: str, threads: int, repeats: int) -> dict:
@@ -48,7 +43,7 @@ def measure(model_dir: str, length: int, path: str, dtype: str, threads: int, re
             return model(input_ids=ids, labels=ids, use_cache=False).loss.item()
         return next_token_nll(model, ids).mean().item()
 
-    before = peak_bytes(gpu)
+    before = peak_memory_bytes()
     seconds, nll = [], None
     with torch.no_grad():
         for _ in range(repeats + 1):
@@ -56,7 +51,7 @@ def measure(model_dir: str, length: int, path: str, dtype: str, threads: int, re
             nll = score()
             seconds.append(time.perf_counter() - start)
     return {"length": length, "path": path, "seconds": min(seconds[1:]), "tokens_per_s": length / min(seconds[1:]),
-            "nll": nll, "peak_growth_mb": (peak_bytes(gpu) - before) / 2**20, "dtype": dtype_name(model.dtype),
+            "nll": nll, "peak_growth_mb": (peak_memory_bytes() - before) / 2**20, "dtype": dtype_name(model.dtype),
             "device": "cuda" if gpu else "cpu", "threads": threads, "attention": model.config._attn_implementation}
 
 

@@ -4,6 +4,7 @@ Everything goes through the library's owners, so a tool rescoring a search sees 
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from longrope.data.tokenizer import load_tokenizer
 from longrope.data.tokens import TokenStore
@@ -28,6 +30,13 @@ FitnessWindows = list[tuple[np.ndarray, np.ndarray | None]]  # per fitness lengt
 def load_scoring_model(folder, dtype: str = "auto", attention: str = "auto", scaling: RopeScaling | None = None):
     """A model as the scoring jobs load it, its dtype ('auto', 'float32', 'bfloat16') resolved on this machine."""
     return load_model(folder, attention=attention, dtype=compute_dtype(dtype), scaling=scaling)
+
+
+def peak_memory_bytes() -> int:
+    """The peak so far of this process: torch.cuda.max_memory_allocated on a GPU, else peak RSS (Linux: KiB)."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 @contextmanager
