@@ -1,6 +1,6 @@
 """The exports for other engines: the GGUF read back as llama.cpp reads it (keys, tensors, types, tokenizer, and a
 forward computed from the file alone as llama.cpp's Llama graph does), the vLLM keys of config.json, the switch
-policy, and their config checks. llama.cpp itself is not run here."""
+policy, and their config checks; and llama.cpp itself (llama-cpp-python) on the GGUF."""
 import json
 
 import gguf
@@ -344,3 +344,17 @@ def test_export_settings_are_frozen_in_the_plan_and_checked_first(tmp_path):
     config["export"]["gguf"] = {}
     with pytest.raises(PlanError, match="export.gguf writes a Llama-architecture GGUF, but the base model is 'qwen2'"):
         Plan.load(config, ROOT)
+
+
+def test_llama_cpp_runs_the_gguf_with_transformers_perplexity_beyond_the_switch(exported, tmp_path):
+    """llama.cpp itself (llama-cpp-python) on the GGUF: beyond the switch both engines use the long set and agree;
+    at 48 tokens transformers takes the short set while llama.cpp, which rounds n_ctx up to 256 before comparing
+    with the switch length (64), takes the long one — the difference the README's switch table states."""
+    from longrope.export.parity import engine_parity
+
+    write_gguf(exported, tmp_path / "model.gguf", dtype="f32")
+    windows = {n: np.random.default_rng(n).integers(0, 256, (3, n)) for n in (INSIDE, BEYOND)}
+    inside, beyond = engine_parity(exported, tmp_path / "model.gguf", windows, kv_cache="f32")
+    assert abs(beyond["ppl_rel_diff"]) < 1e-3 and beyond["top1_agreement"] >= 0.99
+    assert beyond["max_abs_logit_diff"] < 1e-2
+    assert inside["max_abs_logit_diff"] > 0.1  # the long set, not transformers' short set
