@@ -354,7 +354,7 @@ def test_llama_cpp_runs_the_gguf_with_transformers_perplexity_beyond_the_switch(
 
     write_gguf(exported, tmp_path / "model.gguf", dtype="f32")
     windows = {n: np.random.default_rng(n).integers(0, 256, (3, n)) for n in (INSIDE, BEYOND)}
-    inside, beyond = engine_parity(exported, tmp_path / "model.gguf", windows, kv_cache="f32")
+    inside, beyond = engine_parity(exported, tmp_path / "model.gguf", windows, kv_caches=("f32",))
     assert abs(beyond["ppl_rel_diff"]) < 1e-3 and beyond["top1_agreement"] >= 0.99
     assert beyond["max_abs_logit_diff"] < 1e-2
     assert inside["max_abs_logit_diff"] > 0.1  # the long set, not transformers' short set

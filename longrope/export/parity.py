@@ -55,26 +55,33 @@ def llama_cpp_logits(gguf_path: str | Path, length: int, kv_cache: str = "f16", 
     return logits
 
 
-def engine_parity(folder: str | Path, gguf_path: str | Path, windows: dict[int, np.ndarray], kv_cache: str = "f16",
-                  threads: int = 1) -> list[dict]:
-    """One row per length: both engines' perplexity over the same (n, length) windows, the relative difference,
-    the share of positions where both predict the same next token, and the largest |Δ logit|."""
+def engine_parity(folder: str | Path, gguf_path: str | Path, windows: dict[int, np.ndarray],
+                  kv_caches: tuple[str, ...] = ("f16",), threads: int = 1) -> list[dict]:
+    """One row per (KV cache type, length): both engines' perplexity over the same (n, length) windows, the
+    relative difference, the share of positions where both predict the same next token, and the largest |Δ logit|.
+    Transformers scores each window once, whatever the number of KV cache types compared with it."""
     reference = transformers_logits(folder)
     rows = []
     for length, batch in sorted(windows.items()):
-        engine = llama_cpp_logits(gguf_path, length, kv_cache, threads)
-        nll = {"transformers": [], "llama_cpp": []}
-        same, max_diff = [], 0.0
+        engines = {kv: llama_cpp_logits(gguf_path, length, kv, threads) for kv in kv_caches}
+        ours = {"nll": [], "top1": []}
+        theirs = {kv: {"nll": [], "top1": [], "max_diff": 0.0} for kv in kv_caches}
         for ids in batch:
-            ours, theirs = reference(ids), engine(ids)
-            max_diff = max(max_diff, float(np.abs(ours - theirs).max()))
-            (nll_ours, top1_ours), (nll_theirs, top1_theirs) = _nll_and_top1(ours, ids), _nll_and_top1(theirs, ids)
-            nll["transformers"].append(nll_ours)
-            nll["llama_cpp"].append(nll_theirs)
-            same.append(top1_ours == top1_theirs)
-        ppl = {name: float(np.exp(np.concatenate(values).mean())) for name, values in nll.items()}
-        rows.append({"length": length, "windows": len(batch), "kv_cache": kv_cache,
-                     "ppl_transformers": ppl["transformers"], "ppl_llama_cpp": ppl["llama_cpp"],
-                     "ppl_rel_diff": ppl["llama_cpp"] / ppl["transformers"] - 1,
-                     "top1_agreement": float(np.concatenate(same).mean()), "max_abs_logit_diff": max_diff})
+            logits = reference(ids)
+            nll, top1 = _nll_and_top1(logits, ids)
+            ours["nll"].append(nll)
+            ours["top1"].append(top1)
+            for kv, engine in engines.items():
+                other = engine(ids)
+                nll, top1 = _nll_and_top1(other, ids)
+                theirs[kv]["nll"].append(nll)
+                theirs[kv]["top1"].append(top1)
+                theirs[kv]["max_diff"] = max(theirs[kv]["max_diff"], float(np.abs(logits - other).max()))
+        ppl, top1 = float(np.exp(np.concatenate(ours["nll"]).mean())), np.concatenate(ours["top1"])
+        for kv, scored in theirs.items():
+            ppl_engine = float(np.exp(np.concatenate(scored["nll"]).mean()))
+            rows.append({"length": length, "windows": len(batch), "kv_cache": kv,
+                         "ppl_transformers": ppl, "ppl_llama_cpp": ppl_engine, "ppl_rel_diff": ppl_engine / ppl - 1,
+                         "top1_agreement": float((top1 == np.concatenate(scored["top1"])).mean()),
+                         "max_abs_logit_diff": scored["max_diff"]})
     return rows

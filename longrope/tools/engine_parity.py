@@ -42,11 +42,11 @@ def main() -> None:
         if not args.gguf:
             write_gguf(args.model, gguf_path, dtype=args.dtype)
         t0 = time.time()
-        rows = [row for kv in args.kv_cache
-                for row in engine_parity(args.model, gguf_path, windows, kv_cache=kv, threads=args.threads)]
+        rows = engine_parity(args.model, gguf_path, windows, kv_caches=tuple(args.kv_cache), threads=args.threads)
     table = pd.DataFrame(rows)
     table["ppl_rel_diff"] = table["ppl_rel_diff"] * 100  # percent
-    table = table.rename(columns={"ppl_rel_diff": "ppl_rel_diff_%"}).set_index(["kv_cache", "length"])
+    table = (table.rename(columns={"ppl_rel_diff": "ppl_rel_diff_%"}).set_index(["kv_cache", "length"])
+             .sort_index())
     text = markdown(table, digits=4)
     print(text, f"\n{len(rows)} rows in {time.time() - t0:.0f} s")
     if args.out:
