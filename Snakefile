@@ -17,6 +17,7 @@ include: "rules/base_model.smk"
 include: "rules/pretrain.smk"
 include: "rules/search.smk"
 include: "rules/finetune.smk"
+include: "rules/export.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 include: "rules/harness.smk"
@@ -31,5 +32,4 @@ rule all:
         pretrain_outputs(),
         harness_outputs(),
         expand("results/plots/finetune_{stage}_loss.png", stage=PLAN.finetune_stages()),
-        ["results/export/model", "results/export/stock_check.csv"] if PLAN.export else [],
-        ["results/export/model.gguf"] if PLAN.export and PLAN.export.gguf else [],
+        export_outputs(),

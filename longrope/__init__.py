@@ -15,7 +15,7 @@ The package every workflow script uses, in layers; a module imports only from th
     evaluation/    perplexity, retrieval, intervals, records, tables and plots
     harness/       lm-evaluation-harness suites (Table 8, RULER, LongBench) on patched models, and their tables
     export/        the extended model for each engine: switch policy and stock-transformers parity, vLLM keys,
-                   the GGUF for llama.cpp
+                   the GGUF for llama.cpp, and the same windows through every engine (parity)
     sources/       where models and corpora come from: the hub (cache + manifests), pinned wheels, GGUF conversion
     tools/         measuring and planning tools (python -m longrope.tools.<name>); nothing imports them
 

@@ -215,20 +215,33 @@ class GgufSettings:
 
 
 @dataclass(frozen=True)
+class ParitySettings:
+    """`export.parity`: the lengths, windows per length and llama.cpp KV cache types of the cross-engine table."""
+
+    lengths: tuple[int, ...]
+    windows: int
+    kv_cache: tuple[str, ...]  # f16 (llama.cpp's default), f32
+
+
+@dataclass(frozen=True)
 class ExportSettings:
     """The `export:` block: the search stage whose scaling the model carries, the lengths of the stock-transformers
-    check, which factor set a request gets (`switch`), and the GGUF for llama.cpp (None: none)."""
+    check, which factor set a request gets (`switch`), the GGUF for llama.cpp and the cross-engine parity table
+    (None: none)."""
 
     stage: str
     check_lengths: tuple[int, ...]
     switch: str  # dynamic: the short set within the switch length; long: the long set only
     gguf: GgufSettings | None
+    parity: ParitySettings | None
 
     @classmethod
     def from_config(cls, spec: dict) -> ExportSettings:
-        gguf = spec["gguf"]
+        gguf, parity = spec["gguf"], spec["parity"]
         return cls(spec["stage"], tuple(spec["check_lengths"]), spec["switch"],
-                   GgufSettings(**gguf) if gguf is not None else None)
+                   GgufSettings(**gguf) if gguf is not None else None,
+                   ParitySettings(tuple(parity["lengths"]), parity["windows"], tuple(parity["kv_cache"]))
+                   if parity is not None else None)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,15 @@ def harness_outputs():
     return [f"results/tables/harness_{name}.csv" for name in HARNESS_SUITES]
 
 
+def export_outputs():
+    export = PLAN.export
+    if export is None:
+        return []
+    return ["results/export/model", "results/export/stock_check.csv",
+            *(["results/export/model.gguf"] if export.gguf else []),
+            *(["results/tables/engine_parity.md"] if export.parity else [])]
+
+
 def pretrain_outputs():
     return ["results/plots/pretrain_loss.png"] if PLAN.base.source == "pretrain" else []
 

@@ -6,21 +6,16 @@ import sys
 import pandas as pd
 import torch
 
-from longrope.data.tokenizer import load_tokenizer
-from longrope.export.hf import compare_with_stock, switched_scaling
-from longrope.export.vllm import add_vllm_keys
-from longrope.model import compute_dtype, load_model, save_extended
+from longrope.export.hf import compare_with_stock, export_checkpoint
 from longrope.factors import load_factors
+from longrope.model import compute_dtype
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 torch.set_num_threads(snakemake.threads)
 
 p = snakemake.params
-scaling = switched_scaling(load_factors(snakemake.input.scaling), p.switch)
-model = load_model(snakemake.input.model, attention=p.attention, scaling=scaling)  # float32: the weights stay exact
-save_extended(model, scaling, snakemake.output.model)
-add_vllm_keys(snakemake.output.model)
-load_tokenizer(snakemake.input.tokenizer).save(snakemake.output.model)
+scaling = export_checkpoint(snakemake.input.model, load_factors(snakemake.input.scaling), p.switch,
+                            snakemake.input.tokenizer, snakemake.output.model, p.attention)
 print(f"exported {snakemake.input.model} with {snakemake.input.scaling} (switch: {p.switch}): long factors up to "
       f"{max(scaling.factors):g}, short set {'searched' if scaling.short_factors else 'equal to the long set'}, "
       f"switch length {scaling.switch_length}, n̂ = {scaling.n_hat}"

@@ -7,6 +7,18 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
+# pyproject's addopts run the tests on two pytest-xdist workers (--dist loadgroup). Tests sharing a costly fixture
+# stay on one worker, so it is built once: the test config's run and the SLURM cluster whose test compares with it
+# (one cluster per machine), and SmolLM2 fetched and converted. xdist starts the largest groups first.
+SHARED_FIXTURES = {"test_config_run": "test_config_run", "slurm": "test_config_run", "fetched": "smollm2"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        groups = {SHARED_FIXTURES[name] for name in item.fixturenames if name in SHARED_FIXTURES}
+        if groups:
+            (group,) = groups
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 forward computed from the file alone as llama.cpp's Llama graph does), the vLLM keys of config.json, the switch
 policy, and their config checks; and llama.cpp itself (llama-cpp-python) on the GGUF."""
 import json
+import subprocess
+import sys
 
 import gguf
 import numpy as np
@@ -12,7 +14,7 @@ import yaml
 from conftest import ROOT
 from longrope.data.tokenizer import byte_tokenizer, train_tokenizer
 from longrope.export.gguf import permute_rotary, write_gguf
-from longrope.export.hf import switched_scaling
+from longrope.export.hf import export_checkpoint, switched_scaling
 from longrope.export.vllm import add_vllm_keys
 from longrope.model import load_model, save_extended
 from longrope.patching import apply_rope_scaling
@@ -43,10 +45,12 @@ def tiny_llama(kv_heads: int = 2, vocab_size: int = 258):
 
 
 def export(model, folder, scaling=SCALING, tokenizer=None):
-    """What the export rule writes: the checkpoint with its scaling, the vLLM keys, the tokenizer."""
-    save_extended(apply_rope_scaling(model, scaling), scaling, folder)
-    add_vllm_keys(folder)
-    (tokenizer or byte_tokenizer()).save(folder)
+    """What the export rule writes (export_checkpoint): the checkpoint with its scaling, the vLLM keys, the
+    tokenizer; from the model saved plainly beside it."""
+    source = folder.with_name(f"{folder.name}-source")
+    model.save_pretrained(source)
+    (tokenizer or byte_tokenizer()).save(source)
+    export_checkpoint(source, scaling, "dynamic", source, folder)
     return folder
 
 
@@ -305,10 +309,31 @@ def test_switch_long_gives_every_engine_the_long_set(tiny_model, tmp_path):
     assert np.array_equal(tensors["rope_factors_short.weight"][2], np.float32(LONG)) and summary["short_set"] == (
         "= long set")
     ids = torch.randint(0, 258, (INSIDE,), generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():  # export() patched tiny_model with the long set alone
-        expected = tiny_model(ids[None]).logits[0]
+    with torch.no_grad():
+        expected = apply_rope_scaling(tiny_model, long)(ids[None]).logits[0]
     assert torch.equal(stock_logits(folder, ids[None]), expected)
     assert (llama_cpp_logits(tmp_path / "model.gguf", ids, n_ctx=INSIDE) - expected.double()).abs().max() < 1e-3
+
+
+def test_export_tool_takes_factors_written_by_hand(tiny_model, tmp_path):
+    """longrope.tools.export_model: any folder with a hand-written factors.json, as the export rule writes it."""
+    tiny_model.save_pretrained(tmp_path / "base")
+    byte_tokenizer().save(tmp_path / "base")
+    (tmp_path / "factors.json").write_text(json.dumps({"scaling": {"method": "longrope", "original_length": 32,
+                                                                   "target_length": 256, "factors": LONG}}))
+    done = subprocess.run([sys.executable, "-m", "longrope.tools.export_model", "--model", tmp_path / "base",
+                           "--factors", tmp_path / "factors.json", "--tokenizer", tmp_path / "base",
+                           "--out", tmp_path / "out", "--gguf", tmp_path / "out.gguf", "--dtype", "f32"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rope = json.loads((tmp_path / "out" / "config.json").read_text())["rope_parameters"]
+    assert rope["long_factor"] == rope["short_factor"] == LONG and rope["long_mscale"] == rope["attention_factor"]
+    _, tensors = read(tmp_path / "out.gguf")
+    assert np.array_equal(tensors["rope_factors_long.weight"][2], np.float32(LONG))
+    ids = torch.randint(0, 258, (1, BEYOND), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = apply_rope_scaling(tiny_model, RopeScaling("longrope", 32, 256, factors=LONG))(ids).logits[0]
+    assert torch.equal(stock_logits(tmp_path / "out", ids), expected)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,7 +379,13 @@ def test_llama_cpp_runs_the_gguf_with_transformers_perplexity_beyond_the_switch(
 
     write_gguf(exported, tmp_path / "model.gguf", dtype="f32")
     windows = {n: np.random.default_rng(n).integers(0, 256, (3, n)) for n in (INSIDE, BEYOND)}
-    inside, beyond = engine_parity(exported, tmp_path / "model.gguf", windows, kv_caches=("f32",))
+    rows = engine_parity(exported, tmp_path / "model.gguf", windows, kv_caches=("f32",))
+    assert [(row["engine"], row["length"]) for row in rows] == [
+        ("longrope", INSIDE), ("llama.cpp f32 KV", INSIDE), ("longrope", BEYOND), ("llama.cpp f32 KV", BEYOND)]
+    ours_inside, inside, ours_beyond, beyond = rows
     assert abs(beyond["ppl_rel_diff"]) < 1e-3 and beyond["top1_agreement"] >= 0.99
+    assert beyond["ppl_rel_diff_lo"] <= beyond["ppl_rel_diff"] <= beyond["ppl_rel_diff_hi"]
     assert beyond["max_abs_logit_diff"] < 1e-2
     assert inside["max_abs_logit_diff"] > 0.1  # the long set, not transformers' short set
+    for ours in (ours_inside, ours_beyond):  # this package's loader picks the set as transformers does
+        assert ours["max_abs_logit_diff"] < 1e-4 and ours["top1_agreement"] == 1.0

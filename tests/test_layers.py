@@ -21,7 +21,7 @@ ALLOWED = {
     "evaluation": CORE | {"data", "parallelism"},
     "search": CORE | {"data", "parallelism", "evaluation"},
     "training": {"rope", "patching", "model", "data", "parallelism"},
-    "export": CORE,
+    "export": CORE | {"data", "evaluation"},
     "plan": {"data", "search", "parallelism", "training", "harness"},
     "harness": {"evaluation"},
     "tools": CORE | {"plan", "data", "parallelism", "evaluation", "search", "training", "export", "sources", "harness",

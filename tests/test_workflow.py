@@ -169,6 +169,13 @@ def test_test_config_runs_end_to_end(test_config_run):
             expected = stock(ids[None]).logits[0].double()
         gguf_logits = llama_cpp_logits(tmp_path / "results" / "export" / "model.gguf", ids, n_ctx=length)
         assert (gguf_logits - expected).abs().max() < 1e-3
+    # …and the parity table ran llama.cpp itself on the held-out windows, beside this package's loader
+    parity = pd.read_csv(tmp_path / "results" / "tables" / "engine_parity.csv")
+    spec = config["export"]["parity"]
+    assert sorted(set(parity["engine"])) == sorted(["longrope", *(f"llama.cpp {kv} KV" for kv in spec["kv_cache"])])
+    assert sorted(set(parity["length"])) == sorted(spec["lengths"]) and (parity["windows"] == spec["windows"]).all()
+    beyond = parity[parity["length"] > scaling.switch_length]
+    assert (beyond["max_abs_logit_diff"] < 0.1).all() and (beyond["top-1 agreement %"] >= 99).all()
     # …and its tokenizer folder opens in stock transformers and encodes as ours
     from transformers import AutoTokenizer
 

@@ -1,5 +1,5 @@
 """The Hugging Face export: the factor sets it carries (`export.switch`), a stock-transformers checkpoint of the
-extended model, and the check that stock transformers reproduces this package's forward on it.
+extended model (vLLM's keys included), and the check that stock transformers reproduces this package's forward on it.
 
 May import: longrope.rope, longrope.model.
 """
@@ -10,7 +10,9 @@ from pathlib import Path
 
 import torch
 
-from longrope.model import load_model, pick_attention
+from longrope.data.tokenizer import load_tokenizer
+from longrope.export.vllm import add_vllm_keys
+from longrope.model import load_model, pick_attention, save_extended
 from longrope.rope import RopeScaling
 
 SWITCHES = ("dynamic", "long")
@@ -23,6 +25,18 @@ def switched_scaling(scaling: RopeScaling, switch: str) -> RopeScaling:
     if switch not in SWITCHES:
         raise ValueError(f"export.switch must be one of {', '.join(SWITCHES)}, got {switch!r}")
     return scaling if switch == "dynamic" else replace(scaling, short_factors=None, short_length=None)
+
+
+def export_checkpoint(model_dir: str | Path, scaling: RopeScaling, switch: str, tokenizer_dir: str | Path,
+                      out: str | Path, attention: str = "auto") -> RopeScaling:
+    """Save the model of `model_dir` with `scaling` under `switch` as a checkpoint stock transformers and vLLM load
+    (config.json with vLLM's keys, longrope_scaling.json, the tokenizer); returns the scaling it carries."""
+    scaling = switched_scaling(scaling, switch)
+    model = load_model(model_dir, attention=attention, scaling=scaling)  # float32: the weights stay exact
+    save_extended(model, scaling, out)
+    add_vllm_keys(out)
+    load_tokenizer(tokenizer_dir).save(out)
+    return scaling
 
 
 @torch.no_grad()

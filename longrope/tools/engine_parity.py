@@ -1,5 +1,7 @@
-"""Cross-engine parity of an exported model: perplexity and next-token agreement through stock transformers and
-through llama.cpp on the same held-out windows, one row per length (longrope.export.parity), as a Markdown table.
+"""Cross-engine parity of an exported model: perplexity and next-token agreement through stock transformers, this
+package's loader and llama.cpp on the same held-out windows, one row per engine and length
+(longrope.export.parity), as a Markdown table. The workflow's `engine_parity` rule (export.parity) writes the same
+table into results/tables; this tool runs it on any exported folder and GGUF.
 
     .venv/bin/python -m longrope.tools.engine_parity --model results/export/model \
         --tokens results/data/stores/heldout-evaluation-<digest> --lengths 64 128 256 512 1024 2048
@@ -12,13 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from longrope.data.tokens import TokenStore
-from longrope.data.windows import sample_windows
 from longrope.evaluation.report import markdown
 from longrope.export.gguf import write_gguf
-from longrope.export.parity import KV_CACHE_TYPES, engine_parity
+from longrope.export.parity import KV_CACHE_TYPES, engine_parity, parity_table, parity_windows
 
 
 def main() -> None:
@@ -36,18 +35,14 @@ def main() -> None:
     args = parser.parse_args()
 
     tokens = TokenStore.open(args.tokens).tokens
-    windows = {n: sample_windows(tokens, n, args.windows, seed=[args.seed, n]) for n in args.lengths}
+    windows = parity_windows(tokens, args.lengths, args.windows, args.seed)
     with tempfile.TemporaryDirectory() as scratch:
         gguf_path = args.gguf or Path(scratch) / "model.gguf"
         if not args.gguf:
             write_gguf(args.model, gguf_path, dtype=args.dtype)
         t0 = time.time()
         rows = engine_parity(args.model, gguf_path, windows, kv_caches=tuple(args.kv_cache), threads=args.threads)
-    table = pd.DataFrame(rows)
-    table["ppl_rel_diff"] = table["ppl_rel_diff"] * 100  # percent
-    table = (table.rename(columns={"ppl_rel_diff": "ppl_rel_diff_%"}).set_index(["kv_cache", "length"])
-             .sort_index())
-    text = markdown(table, digits=4)
+    text = markdown(parity_table(rows), digits=4)
     print(text, f"\n{len(rows)} rows in {time.time() - t0:.0f} s")
     if args.out:
         Path(args.out).write_text(text + "\n")

@@ -1,0 +1,23 @@
+"""The exported model on the same held-out windows through stock transformers, this package's loader and llama.cpp
+(when the export has a GGUF): one row per engine and length (longrope.export.parity), as CSV and Markdown."""
+import sys
+
+import torch
+
+from longrope.data.tokens import TokenStore
+from longrope.evaluation.report import markdown
+from longrope.export.parity import engine_parity, parity_table, parity_windows
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+torch.set_num_threads(snakemake.threads)
+
+p = snakemake.params
+tokens = TokenStore.open(snakemake.input.tokens).tokens
+windows = parity_windows(tokens, p.lengths, p.windows, p.seed)
+rows = engine_parity(snakemake.input.model, snakemake.input.gguf[0] if snakemake.input.gguf else None, windows,
+                     kv_caches=tuple(p.kv_cache), threads=snakemake.threads)
+table = parity_table(rows)
+print(table.to_string())
+table.to_csv(snakemake.output.table)
+with open(snakemake.output.markdown, "w") as out:
+    out.write(markdown(table, digits=4))
