@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = {"test_config_run": "test_config_run", "slurm": "test_config_run", "fetched": "smollm2"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the test ids
 def pytest_collection_modifyitems(items):
     for item in items:
         groups = {SHARED_FIXTURES[name] for name in item.fixturenames if name in SHARED_FIXTURES}
