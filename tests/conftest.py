@@ -7,6 +7,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers share the cores: one torch thread each, no oversubscription
+    import torch
+
+    torch.set_num_threads(1)
 # pyproject's addopts run the tests on two pytest-xdist workers (--dist loadgroup). Tests sharing a costly fixture
 # stay on one worker, so it is built once: the test config's run and the SLURM cluster whose test compares with it
 # (one cluster per machine), and SmolLM2 fetched and converted. xdist starts the largest groups first.

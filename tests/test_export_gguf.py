@@ -389,3 +389,42 @@ def test_llama_cpp_runs_the_gguf_with_transformers_perplexity_beyond_the_switch(
     assert inside["max_abs_logit_diff"] > 0.1  # the long set, not transformers' short set
     for ours in (ours_inside, ours_beyond):  # this package's loader picks the set as transformers does
         assert ours["max_abs_logit_diff"] < 1e-4 and ours["top1_agreement"] == 1.0
+
+
+def test_vllm_prompt_logprobs_read_into_the_parity_row(exported, monkeypatch):
+    """vLLM's output as its docs give it (prompt_logprobs: None at t = 0, then {token id: Logprob(logprob, rank)}
+    for the prompt's token and the rank-1 token), from a stand-in `vllm` module computing it with stock transformers:
+    read at the right positions, it agrees with transformers exactly. No GPU here, so not vLLM itself (README)."""
+    import types
+
+    from transformers import AutoModelForCausalLM
+
+    class LLM:
+        def __init__(self, model, **settings):
+            assert settings["dtype"] == "float32" and "max_model_len" not in settings  # a server's defaults
+            self.model = AutoModelForCausalLM.from_pretrained(model, local_files_only=True, dtype=torch.float32)
+
+        def generate(self, prompts, params, use_tqdm):
+            assert params.prompt_logprobs == 1
+            (prompt,) = prompts
+            ids = torch.tensor(prompt["prompt_token_ids"])
+            with torch.no_grad():
+                logprobs = torch.log_softmax(self.model(ids[None]).logits[0], -1)
+            entries = [None]
+            for t in range(1, len(ids)):
+                row, token = logprobs[t - 1], int(ids[t])
+                top = int(row.argmax())
+                entries.append({token: types.SimpleNamespace(logprob=float(row[token]),
+                                                             rank=int((row > row[token]).sum()) + 1),
+                                top: types.SimpleNamespace(logprob=float(row[top]), rank=1)})
+            return [types.SimpleNamespace(prompt_logprobs=entries)]
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(
+        LLM=LLM, SamplingParams=lambda **params: types.SimpleNamespace(**params)))
+    from longrope.export.parity import engine_parity
+
+    windows = {BEYOND: np.random.default_rng(0).integers(0, 256, (2, BEYOND))}
+    ours, vllm = engine_parity(exported, None, windows, vllm=True)
+    assert (ours["engine"], vllm["engine"]) == ("longrope", "vLLM")
+    assert abs(vllm["ppl_rel_diff"]) < 1e-6 and vllm["top1_agreement"] == 1.0
+    assert np.isnan(vllm["max_abs_logit_diff"])

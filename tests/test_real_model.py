@@ -40,7 +40,6 @@ def converted(fetched):
 
 @pytest.fixture(scope="module")
 def model(converted):
-    torch.set_num_threads(2)
     return load_model(converted)
 
 

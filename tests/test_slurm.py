@@ -161,8 +161,9 @@ def test_test_config_through_sbatch_equals_a_local_run(slurm, request, tmp_path)
     assert len(job_ids) == len(re.findall(r"^rule \S+:$", output, flags=re.M)) > 10
     assert sorted(log.stem for log in logs) == sorted(job_ids)
     ran_on_slurm = {log.relative_to(cluster / ".snakemake" / "slurm_logs").parts[0][len("rule_"):] for log in logs}
-    assert {"token_store", "pretrain_base", "search_128k", "finetune_128k", "search_256k", "finetune_256k",
-            "search_2048k", "recovery_short", "evaluate_base", "evaluate_finetune", "evaluate_retrieval"} <= ran_on_slurm
+    assert ran_on_slurm >= {"token_store", "pretrain_base", "search_128k", "finetune_128k", "search_256k",
+                            "finetune_256k", "search_2048k", "recovery_short", "evaluate_base", "evaluate_finetune",
+                            "evaluate_retrieval"}
     assert not ran_on_slurm & {"tokenizer", "plot_pretrain_loss", "export"}
 
     # The same numbers as the local run: perplexities (timings aside), passkeys, searched factors, fine-tuned weights.

@@ -1,16 +1,18 @@
 """Cross-engine parity: the exported model's perplexity and next-token choices through stock transformers (the
-reference), this package's own loader (longrope.model.load_model, n̂ included) and llama.cpp (llama-cpp-python
-running the GGUF of longrope.export.gguf), on the same held-out windows.
+reference), this package's own loader (longrope.model.load_model, n̂ included), llama.cpp (llama-cpp-python
+running the GGUF of longrope.export.gguf) and, on a CUDA machine, vLLM, on the same held-out windows.
 
 Each engine picks its factor set its own way (README, "The extended model in other engines"): transformers and
-this package per sequence length, llama.cpp once per context from n_ctx rounded up to a multiple of 256. Each length
-gets a llama.cpp context of exactly that length, as a user serving windows of that length would open it, so the
+this package per sequence length, llama.cpp once per context from n_ctx rounded up to a multiple of 256, vLLM once
+at start-up. Each length gets a llama.cpp context of exactly that length, as a user serving windows of that length
+would open it; vLLM runs as a server does by default (max_model_len = the extended length, so the long set). The
 table shows what each engine gives, switch included.
 
 May import: longrope.model, longrope.data.windows, longrope.evaluation.stats.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,38 +32,54 @@ def parity_windows(tokens: np.ndarray, lengths, count: int, seed: int) -> dict[i
     return {n: sample_windows(tokens, n, count, seed=[seed, n]) for n in lengths}
 
 
-def _nll_and_top1(logits: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-position NLL of the next token and the argmax prediction, from (T, V) float logits."""
-    logits = torch.from_numpy(np.ascontiguousarray(logits[:-1], dtype=np.float32))
-    nll = torch.nn.functional.cross_entropy(logits, torch.from_numpy(ids[1:]), reduction="none")
-    return nll.numpy(), logits.argmax(-1).numpy()
+@dataclass
+class Scored:
+    """One window through one engine: each position's next-token NLL and most likely next token, and the (T, V)
+    logits where the engine gives them (vLLM returns log-probabilities of the prompt's and the top tokens only)."""
+
+    nll: np.ndarray
+    top1: np.ndarray
+    logits: np.ndarray | None = None
 
 
-def _forward_logits(model):
+def scored_logits(logits: np.ndarray, ids: np.ndarray) -> Scored:
+    """A window scored from an engine's (T, V) float logits."""
+    rows = torch.from_numpy(np.ascontiguousarray(logits[:-1], dtype=np.float32))
+    nll = torch.nn.functional.cross_entropy(rows, torch.from_numpy(ids[1:]), reduction="none")
+    return Scored(nll.numpy(), rows.argmax(-1).numpy(), logits)
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _forward(model):
+    model.to(_device())
+
     @torch.no_grad()
-    def logits(ids: np.ndarray) -> np.ndarray:
-        return model(torch.from_numpy(ids)[None]).logits[0].float().numpy()
-    return logits
+    def score(ids: np.ndarray) -> Scored:
+        logits = model(torch.from_numpy(ids)[None].to(_device())).logits[0]
+        return scored_logits(logits.float().cpu().numpy(), ids)
+    return score
 
 
-def transformers_logits(folder: str | Path):
-    """A function window → (T, V) float32 logits from stock transformers on the exported folder (no package code)."""
+def transformers_engine(folder: str | Path):
+    """A function window → Scored through stock transformers on the exported folder (no package code), float32."""
     from transformers import AutoModelForCausalLM
 
-    return _forward_logits(AutoModelForCausalLM.from_pretrained(folder, local_files_only=True,
-                                                                dtype=torch.float32).eval())
+    return _forward(AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32).eval())
 
 
-def package_logits(folder: str | Path):
-    """The same from this package's loader: the exact scaling saved with the export (longrope_scaling.json)."""
-    return _forward_logits(load_model(folder))
+def package_engine(folder: str | Path):
+    """The same through this package's loader: the exact scaling saved with the export (longrope_scaling.json)."""
+    return _forward(load_model(folder))
 
 
-def llama_cpp_logits(gguf_path: str | Path, length: int, kv_cache: str = "f16", threads: int = 1):
-    """A function window → (T, V) logits from llama.cpp, in a context of `length` tokens with every position's
-    logits kept; the KV cache in `kv_cache` (llama.cpp's default is f16). One batch of the whole window, computed in
+def llama_cpp_engine(gguf_path: str | Path, length: int, kv_cache: str = "f16", threads: int = 1):
+    """A function window → Scored through llama.cpp, in a context of `length` tokens with every position's logits
+    kept; the KV cache in `kv_cache` (llama.cpp's default is f16). One batch of the whole window, computed in
     llama.cpp's default micro-batches of 512 (a micro-batch of the whole window would hold a length² attention
-    matrix per head). The array returned is llama.cpp's own buffer, valid until the next window."""
+    matrix per head). The logits are llama.cpp's own buffer, valid until the next window."""
     try:
         from llama_cpp import Llama
     except ImportError:
@@ -73,38 +91,69 @@ def llama_cpp_logits(gguf_path: str | Path, length: int, kv_cache: str = "f16", 
     llm = Llama(str(gguf_path), n_ctx=length, n_batch=length, logits_all=True, type_k=kv, type_v=kv,
                 n_threads=threads, verbose=False)
 
-    def logits(ids: np.ndarray) -> np.ndarray:
+    def score(ids: np.ndarray) -> Scored:
         llm.reset()  # eval then drops the previous window's cache entries
         llm.eval(ids.tolist())
-        return llm.scores[: len(ids)]
-    return logits
+        return scored_logits(llm.scores[: len(ids)], ids)
+    return score
+
+
+def vllm_engine(folder: str | Path, gpu_memory_utilization: float = 0.5):
+    """A function window → Scored through vLLM on the exported folder, float32, started as a server is by default
+    (max_model_len = the extended length: every request gets the long set); half the GPU's memory, so that the
+    reference models fit beside it. Needs vLLM on a CUDA machine."""
+    try:
+        from vllm import LLM, SamplingParams
+    except ImportError:
+        raise ImportError("scoring through vLLM needs vLLM, on a machine with a CUDA GPU (pip install vllm)") from None
+    llm = LLM(model=str(folder), dtype="float32", enforce_eager=True, seed=0,
+              gpu_memory_utilization=gpu_memory_utilization)
+    params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1)
+
+    def score(ids: np.ndarray) -> Scored:
+        (output,) = llm.generate([{"prompt_token_ids": ids.tolist()}], params, use_tqdm=False)
+        return scored_prompt_logprobs(output.prompt_logprobs, ids)
+    return score
+
+
+def scored_prompt_logprobs(prompt_logprobs, ids: np.ndarray) -> Scored:
+    """A window scored from vLLM's prompt log-probabilities: entry t (None at t = 0) maps token ids to Logprob
+    (logprob, rank) given the tokens before t, for the prompt's token and the top one (rank 1)."""
+    entries = prompt_logprobs[1:len(ids)]
+    nll = np.array([-entry[int(token)].logprob for entry, token in zip(entries, ids[1:])])
+    top1 = np.array([next(token for token, logprob in entry.items() if logprob.rank == 1) for entry in entries])
+    return Scored(nll, top1)
 
 
 def engine_parity(folder: str | Path, gguf_path: str | Path | None, windows: dict[int, np.ndarray],
-                  kv_caches: tuple[str, ...] = ("f16",), threads: int = 1) -> list[dict]:
+                  kv_caches: tuple[str, ...] = ("f16",), threads: int = 1, vllm: bool = False) -> list[dict]:
     """One row per (engine, length) against stock transformers on the same (n, length) windows: both perplexities,
     the engine's relative difference with its paired 95 % interval over windows, the share of positions where both
-    predict the same next token, and the largest |Δ logit|. Engines: this package's loader, and llama.cpp with each
-    KV cache type when a GGUF is given. Transformers scores each window once for all of them."""
-    reference = transformers_logits(folder)
-    package = package_logits(folder)
+    predict the same next token, and the largest |Δ logit| (NaN for vLLM, which gives no logits). Engines: this
+    package's loader; llama.cpp with each KV cache type when a GGUF is given; vLLM when asked. Transformers scores
+    each window once for all of them."""
+    reference = transformers_engine(folder)
+    shared = {PACKAGE: package_engine(folder)}
+    if vllm:
+        shared["vLLM"] = vllm_engine(folder)
     rows = []
     for length, batch in sorted(windows.items()):
-        engines = {PACKAGE: package}
+        engines = dict(shared)
         if gguf_path is not None:
-            engines.update({f"llama.cpp {kv} KV": llama_cpp_logits(gguf_path, length, kv, threads)
+            engines.update({f"llama.cpp {kv} KV": llama_cpp_engine(gguf_path, length, kv, threads)
                             for kv in kv_caches})
-        scores = {name: {"nll": [], "top1": [], "max_diff": 0.0} for name in ["transformers", *engines]}
+        truth = {"nll": [], "top1": []}
+        scores = {name: {"nll": [], "top1": [], "max_diff": 0.0} for name in engines}
         for ids in batch:
             expected = reference(ids)
-            for name, engine in [("transformers", None), *engines.items()]:
-                logits = expected if engine is None else engine(ids)
-                nll, top1 = _nll_and_top1(logits, ids)
-                scores[name]["nll"].append(nll.mean())
-                scores[name]["top1"].append(top1)
-                if engine is not None:
-                    scores[name]["max_diff"] = max(scores[name]["max_diff"], float(np.abs(logits - expected).max()))
-        truth = scores.pop("transformers")
+            truth["nll"].append(expected.nll.mean())
+            truth["top1"].append(expected.top1)
+            for name, engine in engines.items():
+                scored = engine(ids)
+                scores[name]["nll"].append(scored.nll.mean())
+                scores[name]["top1"].append(scored.top1)
+                scores[name]["max_diff"] = (np.nan if scored.logits is None else max(
+                    scores[name]["max_diff"], float(np.abs(scored.logits - expected.logits).max())))
         for name, scored in scores.items():
             ratio, lo, hi = paired_bootstrap_ratio(scored["nll"], truth["nll"])
             rows.append({"engine": name, "length": length, "windows": len(batch),

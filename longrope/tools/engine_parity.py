@@ -1,5 +1,5 @@
 """Cross-engine parity of an exported model: perplexity and next-token agreement through stock transformers, this
-package's loader and llama.cpp on the same held-out windows, one row per engine and length
+package's loader, llama.cpp and (on a GPU) vLLM on the same held-out windows, one row per engine and length
 (longrope.export.parity), as a Markdown table. The workflow's `engine_parity` rule (export.parity) writes the same
 table into results/tables; this tool runs it on any exported folder and GGUF.
 
@@ -7,7 +7,8 @@ table into results/tables; this tool runs it on any exported folder and GGUF.
         --tokens results/data/stores/heldout-evaluation-<digest> --lengths 64 128 256 512 1024 2048
 
 Without --gguf the model's GGUF is written first (longrope.export.gguf, --dtype). Windows are drawn from the token
-store as the evaluation jobs draw them (same seed and length, same windows); needs the `llama` extra.
+store as the evaluation jobs draw them (same seed and length, same windows); needs the `llama` extra. On a CUDA
+machine with vLLM installed, --vllm adds vLLM's rows (the transformers engines then run on the GPU too).
 """
 import argparse
 import tempfile
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=8, help="windows per length")
     parser.add_argument("--seed", type=int, default=1234, help="evaluation.seed: the windows evaluate_* scores")
     parser.add_argument("--kv-cache", nargs="+", default=["f16", "f32"], choices=list(KV_CACHE_TYPES))
+    parser.add_argument("--vllm", action="store_true", help="also score through vLLM (a CUDA machine with vLLM)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", help="also write the table here (Markdown)")
     args = parser.parse_args()
@@ -41,7 +43,8 @@ def main() -> None:
         if not args.gguf:
             write_gguf(args.model, gguf_path, dtype=args.dtype)
         t0 = time.time()
-        rows = engine_parity(args.model, gguf_path, windows, kv_caches=tuple(args.kv_cache), threads=args.threads)
+        rows = engine_parity(args.model, gguf_path, windows, kv_caches=tuple(args.kv_cache), threads=args.threads,
+                             vllm=args.vllm)
     text = markdown(parity_table(rows), digits=4)
     print(text, f"\n{len(rows)} rows in {time.time() - t0:.0f} s")
     if args.out:
