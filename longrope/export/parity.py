@@ -42,11 +42,22 @@ class Scored:
     logits: np.ndarray | None = None
 
 
+ROWS = 1024  # positions at a time: a real vocabulary's (T, V) logits are GBs at 16k, so no whole-size temporaries
+
+
 def scored_logits(logits: np.ndarray, ids: np.ndarray) -> Scored:
     """A window scored from an engine's (T, V) float logits."""
-    rows = torch.from_numpy(np.ascontiguousarray(logits[:-1], dtype=np.float32))
-    nll = torch.nn.functional.cross_entropy(rows, torch.from_numpy(ids[1:]), reduction="none")
-    return Scored(nll.numpy(), rows.argmax(-1).numpy(), logits)
+    nll, top1 = [], []
+    for start in range(0, len(ids) - 1, ROWS):
+        rows = torch.from_numpy(np.ascontiguousarray(logits[start:min(start + ROWS, len(ids) - 1)], dtype=np.float32))
+        targets = torch.from_numpy(ids[start + 1:start + 1 + len(rows)])
+        nll.append(torch.nn.functional.cross_entropy(rows, targets, reduction="none").numpy())
+        top1.append(rows.argmax(-1).numpy())
+    return Scored(np.concatenate(nll), np.concatenate(top1), logits)
+
+
+def max_abs_difference(a: np.ndarray, b: np.ndarray) -> float:
+    return max(float(np.abs(a[i:i + ROWS] - b[i:i + ROWS]).max()) for i in range(0, len(a), ROWS))
 
 
 def _device() -> torch.device:
@@ -153,7 +164,7 @@ def engine_parity(folder: str | Path, gguf_path: str | Path | None, windows: dic
                 scores[name]["nll"].append(scored.nll.mean())
                 scores[name]["top1"].append(scored.top1)
                 scores[name]["max_diff"] = (np.nan if scored.logits is None else max(
-                    scores[name]["max_diff"], float(np.abs(scored.logits - expected.logits).max())))
+                    scores[name]["max_diff"], max_abs_difference(scored.logits, expected.logits)))
         for name, scored in scores.items():
             ratio, lo, hi = paired_bootstrap_ratio(scored["nll"], truth["nll"])
             rows.append({"engine": name, "length": length, "windows": len(batch),
