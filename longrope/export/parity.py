@@ -28,7 +28,8 @@ PACKAGE = "longrope"  # the engine name of this package's loader in the rows
 
 
 def parity_windows(tokens: np.ndarray, lengths, count: int, seed: int) -> dict[int, np.ndarray]:
-    """`count` windows per length, drawn from held-out tokens by (seed, length) as the evaluation jobs draw theirs."""
+    """`count` windows per length, drawn from held-out tokens by (seed, length) as the evaluation jobs draw theirs
+    (the same windows when `count` is the evaluation's count at that length)."""
     return {n: sample_windows(tokens, n, count, seed=[seed, n]) for n in lengths}
 
 
