@@ -159,8 +159,12 @@ class SearchRun:
         return f"{'recovery' if self.settings.mode == 'recovery' else 'search'}_{self.name}"
 
     @property
+    def is_ablation_twin(self) -> bool:
+        return self.name.endswith("_lambda")
+
+    @property
     def label(self) -> str:
-        if self.name.endswith("_lambda"):
+        if self.is_ablation_twin:
             return "longrope_lambda"
         return "longrope_short" if self.settings.mode == "recovery" else "longrope"
 
@@ -387,7 +391,7 @@ class Plan:
             scaling = self.scaling_spec(method, 1.0 if method == "none" else self.final_scale())
             subjects[f"base_{method}"] = Subject(f"base_{method}", "base", self.base.folder, method, scaling=scaling)
         for name, run in self.search_runs().items():
-            if run.settings.model == "base" and run.settings.mode == "plain" and not name.endswith("_lambda"):
+            if run.settings.model == "base" and run.settings.mode == "plain" and not run.is_ablation_twin:
                 subjects[f"search_{name}"] = Subject(f"search_{name}", "base", self.base.folder, "longrope",
                                                      factors=run.factors)
         for name in self.finetune_stages():
