@@ -3,11 +3,9 @@ import sys
 
 import pandas as pd
 
-from longrope.factors import FoundFactors
-from longrope.rope import rope_geometry
 from longrope.evaluation.report import plot_factors, plot_passkey, plot_perplexity
 from longrope.factors import FoundFactors
-from longrope.rope import RopeScaling, critical_dimension, equivalent_factors
+from longrope.rope import RopeScaling, critical_dimension, equivalent_factors, rope_geometry
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
