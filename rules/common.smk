@@ -4,7 +4,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from longrope.plan import SOURCE_MANIFESTS, STORES, TOKENIZER, Plan, PlanError
+from longrope.plan import CHAIN_PRIORITY, SOURCE_MANIFESTS, STORES, TOKENIZER, Plan, PlanError
 
 try:
     PLAN = Plan.load(config, workflow.basedir)

@@ -24,7 +24,7 @@ for _stage in PLAN.finetune_stages():
             # Checkpoints live outside the outputs, so a killed job resumes instead of starting over.
             work_dir=f"results/finetune/{_stage}.work",
         threads: _settings.threads * _settings.processes
-        priority: 1  # on the recipe's chain, as the stage searches (rules/search.smk)
+        priority: CHAIN_PRIORITY
         resources:
             **PLAN.job_resources("finetune", _stage),
         log:

@@ -24,9 +24,7 @@ for _run in SEARCH_RUNS.values():
             # The generation log lives outside the outputs so a killed search resumes where it stopped.
             work_dir=f"{_run.folder}.work",
         threads: _run.settings.threads
-        # The recipe's chain (search → fine-tune → next stage) first: every later stage waits on it, while the
-        # evaluations and the λ-only twins fill the other cores.
-        priority: 0 if _run.is_ablation_twin else 1
+        priority: _run.priority
         resources:
             **PLAN.job_resources("search", _run.stage.name),
         log:
