@@ -32,8 +32,9 @@ from longrope.training.deepspeed_config import load_deepspeed_config
 TOKENIZER = "results/data/tokenizer"  # a Hugging Face tokenizer folder
 STORES = "results/data/stores"  # token stores, one folder per source share and tokenizer (Selection.store_name)
 SOURCE_MANIFESTS = "results/sources"  # <source>.json: the commit and files a hub source was fetched at
-# Snakemake priority of the recipe's chain (stage searches and fine-tunes): every later stage waits on it, so it
-# goes first, and the evaluations and λ-only twins (priority 0) fill the other cores.
+# Snakemake priority of the recipe's chain (token stores, stage searches and fine-tunes): every later stage waits
+# on it, so it goes first, and the evaluations and λ-only twins (priority 0) fill the other cores. Snakemake does
+# not pass a priority on to a job's inputs, so each rule on the chain names it.
 CHAIN_PRIORITY = 1
 CONVERTED_BASE = "results/base/model"  # the base model pretrained, converted from a GGUF or linked from the hub here
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -108,7 +108,8 @@ def _checked_factors(name: str, values) -> tuple[float, ...]:
             raise ValueError(f"{name} must be finite and positive; factor {i} is {x}")
     for i in range(1, len(factors)):
         if factors[i] < factors[i - 1]:
-            raise ValueError(f"{name} must be non-decreasing; factor {i} = {factors[i]} < factor {i - 1} = {factors[i - 1]}")
+            raise ValueError(f"{name} must be non-decreasing; factor {i} = {factors[i]} < "
+                             f"factor {i - 1} = {factors[i - 1]}")
     return factors
 
 
@@ -186,6 +187,16 @@ class RopeScaling:
         if head_dim <= 0 or head_dim % 2:
             raise ValueError(f"head_dim must be a positive even number, got {head_dim}")
         return INV_FREQ[self.method](self, head_dim, base, seq_len)
+
+    def regime(self, seq_len: int) -> object:
+        """Equal for two sequence lengths when every position gets the same rotation under both (dynamic NTK's
+        base follows the length past original_length; a short factor set switches at switch_length): a causal
+        model then scores a sequence's prefix exactly as it scores the prefix alone."""
+        if self.method == "dynamic_ntk":
+            return max(seq_len, self.original_length)
+        if self.short_factors is not None:
+            return seq_len <= self.switch_length
+        return None
 
     def cos_sin(self, positions: torch.Tensor, head_dim: int, base: float,
                 seq_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

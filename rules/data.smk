@@ -50,6 +50,7 @@ rule token_store:
     wildcard_constraints:
         store="|".join(STORE_SELECTIONS),
     threads: config["data"]["threads"]
+    priority: CHAIN_PRIORITY  # seconds of work that a stage search may wait on
     log:
         "logs/token_store/{store}.log",
     benchmark:

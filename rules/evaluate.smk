@@ -6,6 +6,7 @@ EVAL_PARAMS = dict(
     max_samples=EVAL["max_samples"],
     min_samples=EVAL["min_samples"],
     tokens_per_length=EVAL["tokens_per_length"],
+    window_lengths=EVAL["lengths"],  # the nested windows' layout, the same for every job
     seed=EVAL["seed"],
     attention=EVAL["attention"],
     dtype=DTYPE,

@@ -5,8 +5,9 @@ import pytest
 
 from longrope.data.corpus import encode_documents, list_books, read_book, book_path
 from longrope.data.prompts import passkey_prompt, passkey_training_example
-from longrope.data.tokenizer import Tokenizer, byte_tokenizer, load_tokenizer, train_tokenizer
-from longrope.data.windows import needle_windows, sample_windows, samples_for_length, window_starts
+from longrope.data.tokenizer import byte_tokenizer, load_tokenizer, train_tokenizer
+from longrope.data.windows import (needle_windows, nested_windows, sample_windows, samples_for_length,
+                                   window_starts)
 from conftest import ROOT
 
 CORPUS = ROOT / "data" / "corpus"
@@ -159,6 +160,26 @@ def test_window_starts_depend_only_on_region_length_count_and_seed():
     assert (starts % 256 == 0).all() and (np.diff(starts) >= 256).all() and starts[-1] + 256 <= 10_000
     tokens = np.arange(10_000)
     assert np.array_equal(sample_windows(tokens, 256, 8, seed=[3, 256])[:, 0], starts)
+
+
+def test_nested_windows_are_seeded_spans_without_overlap_inside_the_region():
+    counts = {128: 20, 512: 6, 2048: 2}
+    design = nested_windows(20_000, counts, seed=[3])
+    assert np.array_equal(design.starts, nested_windows(20_000, counts, seed=[3]).starts)
+    assert not np.array_equal(design.starts, nested_windows(20_000, counts, seed=[4]).starts)
+    extents = [design.extent(i) for i in range(20)]
+    assert extents == [2048] * 2 + [512] * 4 + [128] * 14  # each span as long as the longest length it serves
+    spans = sorted(zip(design.starts.tolist(), extents))
+    assert spans[0][0] >= 0 and spans[-1][0] + spans[-1][1] <= 20_000
+    assert all(start + extent <= following for (start, extent), (following, _) in zip(spans, spans[1:]))
+    assert np.array_equal(design.starts_at(512), design.starts[:6])
+
+
+def test_nested_windows_that_do_not_fit_are_refused_naming_what_they_need():
+    with pytest.raises(ValueError, match="holds 7000 tokens; windows of .* need 7936"):
+        nested_windows(7000, {128: 20, 512: 6, 2048: 2}, seed=0)
+    with pytest.raises(ValueError, match="must not grow"):
+        nested_windows(7000, {128: 2, 512: 6}, seed=0)
 
 
 def test_samples_score_enough_tokens_within_the_bounds_and_the_region():

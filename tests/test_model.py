@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from longrope.evaluation.perplexity import perplexity
+from longrope.data.windows import nested_windows
+from longrope.evaluation.perplexity import perplexity, truncated_perplexities
 from longrope.model import load_model, next_token_nll, pick_attention
 from longrope.patching import RopeNotAppliedError, ScaledRotaryEmbedding, apply_rope_scaling
 from longrope.rope import RopeScaling
@@ -125,6 +126,35 @@ def test_perplexity_of_uniform_model_is_vocab_size(tiny_model):
     result = perplexity(tiny_model, windows)
     assert result.ppl == pytest.approx(258, rel=1e-5)
     assert (result.n_samples, result.tokens) == (3, 3 * 49)
+
+
+@pytest.mark.parametrize("scaling", [
+    RopeScaling("yarn", 32, 128),
+    RopeScaling("dynamic_ntk", 32, 128),  # a base of its own at every length past 32
+    RopeScaling("longrope", 32, 128, factors=[1.0, 1.5, 2, 3, 4, 4, 4, 4],
+                short_factors=[1.0, 1, 1, 1, 1, 1, 1.2, 1.4]),  # the short set up to 32 positions
+])
+def test_nested_windows_score_every_length_as_its_own_forward(tiny_model, scaling):
+    tokens = np.random.default_rng(0).integers(0, 258, 2000)
+    design = nested_windows(len(tokens), {16: 6, 32: 4, 64: 3, 128: 2}, seed=5)
+    apply_rope_scaling(tiny_model, scaling)
+    nested, seconds = truncated_perplexities(tiny_model, tokens, design, [16, 32, 64, 128], scaling)
+    for n in (16, 32, 64, 128):
+        alone = perplexity(tiny_model, np.stack([tokens[s : s + n] for s in design.starts_at(n)]))
+        np.testing.assert_allclose(nested[n].unit_nll, alone.unit_nll, rtol=1e-5)
+        assert nested[n].tokens == alone.tokens
+    assert seconds[128] > 0
+
+
+def test_a_prefix_under_another_regime_is_not_the_shorter_window(tiny_model):
+    """Why truncated_perplexities runs dynamic NTK's lengths apart: the prefix of a longer forward differs."""
+    scaling = RopeScaling("dynamic_ntk", 32, 128)
+    apply_rope_scaling(tiny_model, scaling)
+    ids = torch.randint(0, 258, (1, 128), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        prefix, alone = next_token_nll(tiny_model, ids)[0, :63], next_token_nll(tiny_model, ids[:, :64])[0]
+    assert scaling.regime(127) != scaling.regime(63)
+    assert not torch.allclose(prefix, alone, rtol=1e-3)
 
 
 def test_masked_perplexity_is_the_mean_nll_of_the_scored_tokens(tiny_model):

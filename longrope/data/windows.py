@@ -34,6 +34,45 @@ def samples_for_length(length: int, max_samples: int, tokens_per_length: int, mi
     return max(1, min(wanted, region // length))
 
 
+@dataclass(frozen=True)
+class NestedWindows:
+    """The paper's truncation protocol (the same documents truncated to every evaluation length), on one text:
+    span i begins at `starts[i]`, and the window at a length L is the first L tokens of spans 0 … counts[L] - 1.
+    Shorter lengths score more windows (counts fall with L), so each span is as long as the longest length it
+    serves, and one forward over it yields every shorter window as a prefix (perplexity.truncated_perplexities)."""
+    starts: np.ndarray       # (n,) first-token offsets, n = the count at the shortest length
+    counts: dict[int, int]   # windows per length
+
+    def starts_at(self, length: int) -> np.ndarray:
+        return self.starts[: self.counts[length]]
+
+    def extent(self, span: int) -> int:
+        """The longest length that span `span` serves."""
+        return max(length for length, count in self.counts.items() if span < count)
+
+
+def nested_windows(region: int, counts: dict[int, int], seed: int | list[int]) -> NestedWindows:
+    """Spans for `counts` (windows per length, non-increasing as the length grows), laid without overlap in a
+    region of `region` tokens: a seeded order along the text, the spare tokens split at seeded cut points. The
+    same (region, counts, seed) always gives the same windows, so every model and scaling evaluated at a length is
+    scored on identical text and comparisons can pair."""
+    lengths = sorted(counts)
+    if any(counts[a] < counts[b] for a, b in zip(lengths, lengths[1:])):
+        raise ValueError(f"window counts must not grow with the length, got {counts}")
+    design = NestedWindows(np.zeros(counts[lengths[0]], dtype=np.int64), dict(counts))
+    extents = np.array([design.extent(i) for i in range(len(design.starts))], dtype=np.int64)
+    spare = region - int(extents.sum())
+    if spare < 0:
+        raise ValueError(f"the evaluation text holds {region} tokens; windows of {counts} (length: count) need "
+                         f"{int(extents.sum())} — lower evaluation.tokens_per_length, min_samples or the lengths")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(extents))  # order[k]: the span placed k-th along the text
+    gaps = np.sort(rng.integers(0, spare + 1, size=len(extents)))  # spare tokens before the k-th span
+    starts = np.empty_like(extents)
+    starts[order] = np.concatenate([[0], np.cumsum(extents[order])[:-1]]) + gaps
+    return NestedWindows(starts, dict(counts))
+
+
 def pick_documents(lengths: np.ndarray, min_length: int, count: int, pick: str, seed: int | list[int]) -> np.ndarray:
     """Sorted ids of `count` documents of at least `min_length` tokens (`lengths[i]` is document i's): the first in
     store order (`pick` 'first', the official code's choice) or drawn by `seed` without replacement ('seeded').

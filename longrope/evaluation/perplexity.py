@@ -1,11 +1,14 @@
 """Perplexity of a (RoPE-scaled) causal LM on fixed windows, with each window's NLL kept for intervals and pairing."""
 from __future__ import annotations
 
+import itertools
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from longrope.data.windows import NestedWindows
 from longrope.evaluation.stats import exp_nll, perplexity_interval
 from longrope.model import next_token_nll
 from longrope.rope import RopeScaling
@@ -67,6 +70,31 @@ def perplexity(model, windows: np.ndarray, scored: np.ndarray | None = None) -> 
                   for w, m in zip(windows, masks)]
     tokens = len(windows) * (windows.shape[1] - 1) if scored is None else int(scored[:, 1:].sum())
     return Perplexity(np.asarray(per_window), tokens)
+
+
+@torch.no_grad()
+def truncated_perplexities(model, tokens: np.ndarray, windows: NestedWindows, lengths: list[int],
+                           scaling: RopeScaling) -> tuple[dict[int, Perplexity], dict[int, float]]:
+    """Perplexity at each of `lengths` on the nested windows, and the seconds spent on forwards of each length.
+
+    A span is run once at the longest of `lengths` it serves; each shorter window is its prefix's mean NLL —
+    exactly what a forward of the shorter window alone gives, since the model is causal, as long as the scaling
+    rotates both the same (RopeScaling.regime of the model's input length, one token short of the window).
+    Lengths in different regimes (dynamic NTK, a short factor set's switch) are run separately."""
+    device = next(model.parameters()).device
+    unit_nll = {n: [] for n in lengths}
+    seconds = dict.fromkeys(lengths, 0.0)
+    for _, group in itertools.groupby(sorted(lengths), key=lambda n: scaling.regime(n - 1)):
+        group = list(group)
+        for span, start in enumerate(windows.starts_at(group[0])):
+            served = [n for n in group if span < windows.counts[n]]
+            t0 = time.time()
+            ids = torch.as_tensor(tokens[start : start + served[-1]].astype(np.int64), device=device)[None]
+            nll = next_token_nll(model, ids)[0]
+            for n in served:
+                unit_nll[n].append(nll[: n - 1].mean().item())
+            seconds[served[-1]] += time.time() - t0
+    return {n: Perplexity(np.asarray(v), len(v) * (n - 1)) for n, v in unit_nll.items()}, seconds
 
 
 @torch.no_grad()
