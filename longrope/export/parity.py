@@ -28,8 +28,8 @@ PACKAGE = "longrope"  # the engine name of this package's loader in the rows
 
 
 def parity_windows(tokens: np.ndarray, lengths, count: int, seed: int) -> dict[int, np.ndarray]:
-    """`count` windows per length, drawn from held-out tokens by (seed, length) as the evaluation jobs draw theirs
-    (the same windows when `count` is the evaluation's count at that length)."""
+    """`count` windows per length, drawn from held-out tokens by (seed, length): each length on windows of its own
+    (not the evaluation's nested ones), since every engine runs every window whole."""
     return {n: sample_windows(tokens, n, count, seed=[seed, n]) for n in lengths}
 
 

@@ -7,7 +7,7 @@ table into results/tables; this tool runs it on any exported folder and GGUF.
         --tokens results/data/stores/heldout-evaluation-<digest> --lengths 64 128 256 512 1024 2048
 
 Without --gguf the model's GGUF is written first (longrope.export.gguf, --dtype). Windows are drawn from the token
-store as the evaluation jobs draw them (by seed and length; the same windows when --windows is their count); needs
+store by seed and length (each length its own windows, longrope.export.parity.parity_windows); needs
 the `llama` extra. On a CUDA machine with vLLM installed, --vllm adds vLLM's rows (the transformers engines then run
 on the GPU too).
 """
