@@ -61,8 +61,7 @@ def _ntk(sc: RopeScaling, head_dim: int, base: float, seq_len: int | None) -> to
 
 
 def _dynamic_ntk(sc: RopeScaling, head_dim: int, base: float, seq_len: int | None) -> torch.Tensor:
-    L0, s = sc.original_length, sc.scale
-    seq = max(seq_len or L0, L0)
+    L0, s, seq = sc.original_length, sc.scale, sc.regime(seq_len)  # the length the base is scaled for
     return _rope(head_dim, base * (s * seq / L0 - (s - 1)) ** (head_dim / (head_dim - 2)))
 
 
@@ -77,9 +76,7 @@ def _longrope(sc: RopeScaling, head_dim: int, base: float, seq_len: int | None) 
     for name in ("factors", "short_factors"):
         if getattr(sc, name) is not None and len(getattr(sc, name)) != head_dim // 2:
             raise ValueError(f"expected {head_dim // 2} {name} for head_dim {head_dim}, got {len(getattr(sc, name))}")
-    # Phi-3's switch, as transformers: the short set up to short_length positions (or when no length is given)
-    use_short = sc.short_factors is not None and (seq_len is None or seq_len <= sc.switch_length)
-    factors = sc.short_factors if use_short else sc.factors
+    factors = sc.short_factors if sc.regime(seq_len) else sc.factors  # Phi-3's switch (RopeScaling.regime)
     # λ multiplies the wavelength: λ = 1 extrapolates, λ = s interpolates like PI
     return 1.0 / (torch.tensor(factors, dtype=torch.float32) * base ** _exponents(head_dim))
 
@@ -188,14 +185,16 @@ class RopeScaling:
             raise ValueError(f"head_dim must be a positive even number, got {head_dim}")
         return INV_FREQ[self.method](self, head_dim, base, seq_len)
 
-    def regime(self, seq_len: int) -> object:
-        """Equal for two sequence lengths when every position gets the same rotation under both (dynamic NTK's
-        base follows the length past original_length; a short factor set switches at switch_length): a causal
-        model then scores a sequence's prefix exactly as it scores the prefix alone."""
+    def regime(self, seq_len: int | None) -> object:
+        """What of a sequence's length the rotation depends on: dynamic NTK's base follows the length past
+        original_length (returned: that length); a short factor set is used up to switch_length positions or when
+        no length is given (returned: whether it is), Phi-3's switch as in transformers; otherwise nothing (None).
+        Equal for two lengths, every position gets the same rotation under both, so a causal model scores a
+        sequence's prefix exactly as it scores the prefix alone."""
         if self.method == "dynamic_ntk":
-            return max(seq_len, self.original_length)
+            return max(seq_len or self.original_length, self.original_length)
         if self.short_factors is not None:
-            return seq_len <= self.switch_length
+            return seq_len is None or seq_len <= self.switch_length
         return None
 
     def cos_sin(self, positions: torch.Tensor, head_dim: int, base: float,

@@ -48,7 +48,11 @@ class NestedWindows:
 
     def extent(self, span: int) -> int:
         """The longest length that span `span` serves."""
-        return max(length for length, count in self.counts.items() if span < count)
+        return _extent(self.counts, span)
+
+
+def _extent(counts: dict[int, int], span: int) -> int:
+    return max(length for length, count in counts.items() if span < count)
 
 
 def nested_windows(region: int, counts: dict[int, int], seed: int | list[int]) -> NestedWindows:
@@ -59,8 +63,7 @@ def nested_windows(region: int, counts: dict[int, int], seed: int | list[int]) -
     lengths = sorted(counts)
     if any(counts[a] < counts[b] for a, b in zip(lengths, lengths[1:])):
         raise ValueError(f"window counts must not grow with the length, got {counts}")
-    design = NestedWindows(np.zeros(counts[lengths[0]], dtype=np.int64), dict(counts))
-    extents = np.array([design.extent(i) for i in range(len(design.starts))], dtype=np.int64)
+    extents = np.array([_extent(counts, i) for i in range(counts[lengths[0]])], dtype=np.int64)
     spare = region - int(extents.sum())
     if spare < 0:
         raise ValueError(f"the evaluation text holds {region} tokens; windows of {counts} (length: count) need "

@@ -17,11 +17,12 @@ from longrope.evaluation.report import markdown
 from longrope.evaluation.stats import paired_bootstrap_ratio
 
 
-def run_records(results: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run_windows(results: Path) -> pd.DataFrame:
+    """Every scored window of a run's evaluation records (records.read_records), each measurement once."""
     windows = sorted((results / "eval").glob("*/*.windows.csv"))
     if not windows:
         raise SystemExit(f"no evaluation records (eval/*/*.windows.csv) under {results}")
-    return read_records([str(w).replace(".windows.csv", ".csv") for w in windows], windows)
+    return read_records([str(w).replace(".windows.csv", ".csv") for w in windows], windows)[1]
 
 
 # n̂ is a search's outcome as much as its λ: a subject whose searches found different n̂ is still one subject, so
@@ -36,9 +37,9 @@ def _units(windows: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
     return {key: group.sort_values("start") for key, group in windows.groupby(SUBJECT + ["n_hat_key"], dropna=False)}
 
 
-def compare(a: tuple[pd.DataFrame, pd.DataFrame], b: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
+def compare(windows_a: pd.DataFrame, windows_b: pd.DataFrame) -> pd.DataFrame:
     """One row per measurement in both runs: n̂, ppl a, ppl b and b / a with its paired interval."""
-    units_a, units_b = _units(a[1]), _units(b[1])
+    units_a, units_b = _units(windows_a), _units(windows_b)
     table = []
     for key in sorted(units_a.keys() & units_b.keys(), key=str):
         ua, ub = units_a[key], units_b[key]
@@ -61,7 +62,7 @@ def main() -> None:
     parser.add_argument("--b", type=Path, required=True, help="the second run's results folder")
     parser.add_argument("--moved-only", action="store_true", help="only rows whose interval excludes 1")
     args = parser.parse_args()
-    table = compare(run_records(args.a), run_records(args.b))
+    table = compare(run_windows(args.a), run_windows(args.b))
     lower, higher = table["ratio b/a hi"] < 1, table["ratio b/a lo"] > 1
     print(f"{len(table)} measurements on identical windows; the interval of b/a excludes 1 in "
           f"{int((lower | higher).sum())}: {int(lower.sum())} lower in b, {int(higher.sum())} higher")
