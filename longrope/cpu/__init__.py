@@ -1,0 +1,1 @@
+"""The CPU under torch: oneMKL's kernel choice on AMD processors (`mkl`)."""
