@@ -2,7 +2,6 @@
 
 The package every workflow script uses, in layers; a module imports only from the layers above it:
 
-    cpu/           the CPU under torch: oneMKL's fast kernels on AMD processors (a preloaded C function; no torch)
     rope.py        RoPE scalings: a name → function registry (none, pi, ntk, dynamic_ntk, yarn, longrope)
     patching.py    the one module that patches a model: rotary swap (verified), MLP tiling, attention kernel,
                    sequence split

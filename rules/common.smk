@@ -1,20 +1,15 @@
 # Snakemake glue: the plan (longrope.plan, validated once) and the input functions rules share.
 import json
-import os
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from longrope.cpu.mkl import preload_environment
 from longrope.plan import CHAIN_PRIORITY, SOURCE_MANIFESTS, STORES, TOKENIZER, Plan, PlanError
 
 try:
     PLAN = Plan.load(config, workflow.basedir)
 except PlanError as error:
     raise WorkflowError(f"Error validating config file: {error}") from None
-
-# Every process a job starts (scripts, torchrun's ranks, SLURM's jobs) gets oneMKL's fast kernels on AMD CPUs too.
-os.environ.update(preload_environment())
 
 ENV = "../envs/longrope.yaml"
 SCRIPTS = Path(workflow.basedir, "scripts")

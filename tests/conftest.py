@@ -5,12 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from longrope.cpu.mkl import preload_environment, preload_here
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# This process and those the tests start compute as the workflow's jobs do: oneMKL's fast kernels on AMD CPUs too.
-os.environ.update(preload_environment())
-preload_here()
 ROOT = Path(__file__).resolve().parents[1]
 if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers share the cores: one torch thread each, no oversubscription
     import torch

@@ -11,7 +11,6 @@ PACKAGE = ROOT / "longrope"
 CORE = {"rope", "patching", "model", "factors"}
 # part → the parts of longrope it may import (a part may always import its own modules)
 ALLOWED = {
-    "cpu": set(),
     "rope": set(),
     "patching": {"rope"},
     "model": {"rope", "patching"},
@@ -26,7 +25,7 @@ ALLOWED = {
     "plan": {"data", "search", "parallelism", "training", "harness"},
     "harness": {"evaluation"},
     "tools": CORE | {"plan", "data", "parallelism", "evaluation", "search", "training", "export", "sources", "harness",
-              "cpu", "tools"},
+              "tools"},
 }
 
 

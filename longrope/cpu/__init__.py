@@ -1,1 +1,0 @@
-"""The CPU under torch: oneMKL's kernel choice on AMD processors (`mkl`)."""
