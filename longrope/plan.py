@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import yaml
@@ -37,6 +37,9 @@ SOURCE_MANIFESTS = "results/sources"  # <source>.json: the commit and files a hu
 # not pass a priority on to a job's inputs, so each rule on the chain names it.
 CHAIN_PRIORITY = 1
 CONVERTED_BASE = "results/base/model"  # the base model pretrained, converted from a GGUF or linked from the hub here
+# llama.cpp rounds a context's length per sequence up to a multiple of this before it picks the LongRoPE factor set
+LLAMA_CPP_CONTEXT_STEP = 256
+ABLATION_TWINS = ("_lambda", "_nhat")  # run-name suffixes of a stage's ablation twins (SearchRun)
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -148,11 +151,15 @@ class Stage:
     finetune: FinetuneSettings | None
     sequence: int  # ranks sharing each window of this stage's search fitness and fine-tuning
     resources: dict = field(default_factory=dict)  # kind (search | finetune) -> the stage's own resources
+    # The n̂ list the config asked for, when export.n_hat: zero holds this exported stage at n̂ = 0: its ablation
+    # twin (<stage>_nhat) searches it, so that Table 11 shows what n̂ would have bought.
+    n_hat_twin: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
 class SearchRun:
-    """A search rule: a stage's search, or its λ-only twin (n̂ fixed at 0) for the paper's Table 11."""
+    """A search rule: a stage's search, or its ablation twin for the paper's Table 11: λ only (n̂ fixed at 0) beside
+    a stage that searches n̂, or λ + n̂ beside an exported stage that export.n_hat: zero holds at n̂ = 0."""
 
     name: str
     stage: Stage
@@ -164,7 +171,7 @@ class SearchRun:
 
     @property
     def is_ablation_twin(self) -> bool:
-        return self.name.endswith("_lambda")
+        return self.name.endswith(ABLATION_TWINS)
 
     @property
     def priority(self) -> int:
@@ -173,7 +180,7 @@ class SearchRun:
     @property
     def label(self) -> str:
         if self.is_ablation_twin:
-            return "longrope_lambda"
+            return f"longrope{self.name[self.name.rindex('_'):]}"  # longrope_lambda, longrope_nhat
         return "longrope_short" if self.settings.mode == "recovery" else "longrope"
 
     @property
@@ -220,40 +227,42 @@ class BaseModel:
 
 @dataclass(frozen=True)
 class GgufSettings:
-    """`export.gguf`: the GGUF's weight type (llama.cpp's names) and what to do with an n̂ that llama.cpp cannot run."""
+    """`export.gguf`: the GGUF's weight type (llama.cpp's names)."""
 
     dtype: str  # f32, f16, bf16, q8_0
-    n_hat: str  # refuse, drop
 
 
 @dataclass(frozen=True)
 class ParitySettings:
-    """`export.parity`: the lengths, windows per length and llama.cpp KV cache types of the cross-engine table."""
+    """`export.parity`: the lengths, windows per length and llama.cpp KV cache types of the cross-engine table, and
+    the largest relative perplexity difference from stock transformers any engine may show."""
 
     lengths: tuple[int, ...]
     windows: int
     kv_cache: tuple[str, ...]  # f16 (llama.cpp's default), f32
+    tolerance: float
 
 
 @dataclass(frozen=True)
 class ExportSettings:
-    """The `export:` block: the search stage whose scaling the model carries, the lengths of the stock-transformers
-    check, which factor set a request gets (`switch`), the GGUF for llama.cpp and the cross-engine parity table
-    (None: none)."""
+    """The `export:` block: the search stage whose scaling the model carries, what happens to n̂ (`n_hat`), the
+    lengths of the stock-transformers check (None: derived by Plan.check_lengths), which factor set a request gets
+    (`switch`), the GGUF for llama.cpp and the cross-engine parity table (None: none)."""
 
     stage: str
-    check_lengths: tuple[int, ...]
+    n_hat: str  # zero: the exported stages search n̂ = 0, every engine runs the model; keep: this package only
+    check_lengths: tuple[int, ...] | None
     switch: str  # dynamic: the short set within the switch length; long: the long set only
     gguf: GgufSettings | None
     parity: ParitySettings | None
 
     @classmethod
     def from_config(cls, spec: dict) -> ExportSettings:
-        gguf, parity = spec["gguf"], spec["parity"]
-        return cls(spec["stage"], tuple(spec["check_lengths"]), spec["switch"],
+        gguf, parity, check = spec["gguf"], spec["parity"], spec["check_lengths"]
+        return cls(spec["stage"], spec["n_hat"], tuple(check) if check is not None else None, spec["switch"],
                    GgufSettings(**gguf) if gguf is not None else None,
-                   ParitySettings(tuple(parity["lengths"]), parity["windows"], tuple(parity["kv_cache"]))
-                   if parity is not None else None)
+                   ParitySettings(tuple(parity["lengths"]), parity["windows"], tuple(parity["kv_cache"]),
+                                  parity["tolerance"]) if parity is not None else None)
 
 
 @dataclass(frozen=True)
@@ -276,14 +285,18 @@ class Plan:
         workflow_dir = Path(workflow_dir)
         _validate_schema(config, workflow_dir / "config" / "schema.yaml")
         base = _base_model(config, require_files)
+        export = ExportSettings.from_config(config["export"]) if "export" in config else None
+        held_at_zero = _exported_stages(config) if export and export.n_hat == "zero" else ()
         stages = {}
         for name, spec in config["stages"].items():
+            search = _search_settings(config, name) if "search" in spec else None
+            n_hat_twin = None
+            if name in held_at_zero and search.n_hat != (0,):
+                n_hat_twin, search = search.n_hat, replace(search, n_hat=(0,))
             stages[name] = Stage(
-                name, float(spec["scale"]),
-                _search_settings(config, name) if "search" in spec else None,
+                name, float(spec["scale"]), search,
                 _finetune_settings(config, name, workflow_dir) if "finetune" in spec else None,
-                spec.get("parallel", {}).get("sequence", 1), spec.get("resources", {}))
-        export = ExportSettings.from_config(config["export"]) if "export" in config else None
+                spec.get("parallel", {}).get("sequence", 1), spec.get("resources", {}), n_hat_twin)
         plan = cls(config, workflow_dir, base, stages, config["evaluation"], config["compute"]["dtype"], export)
         _check(plan, require_files)
         return plan
@@ -330,15 +343,39 @@ class Plan:
         return [name for name, stage in self.stages.items() if stage.finetune]
 
     def search_runs(self) -> dict[str, SearchRun]:
-        """Every search stage, plus its λ-only twin when search.ablation is on and n̂ is searched."""
+        """Every search stage, plus its ablation twin when search.ablation is on: λ only beside a stage searching
+        n̂, λ + n̂ beside an exported stage held at n̂ = 0."""
         runs = {}
         for name in self.search_stages():
             stage = self.stages[name]
             runs[name] = SearchRun(name, stage, stage.search)
-            if stage.search.ablation and stage.search.n_hat != (0,):
-                twin = SearchSettings.from_dict({**stage.search.to_dict(), "n_hat": [0]})
-                runs[f"{name}_lambda"] = SearchRun(f"{name}_lambda", stage, twin)
+            if not stage.search.ablation:
+                continue
+            if stage.search.n_hat != (0,):
+                runs[f"{name}_lambda"] = SearchRun(f"{name}_lambda", stage, replace(stage.search, n_hat=(0,)))
+            elif stage.n_hat_twin:
+                runs[f"{name}_nhat"] = SearchRun(f"{name}_nhat", stage, replace(stage.search, n_hat=stage.n_hat_twin))
         return runs
+
+    def exported_stages(self) -> list[str]:
+        """The search stages whose factors the exported model carries, export stage first (empty without export)."""
+        return _exported_stages(self.config) if self.export else []
+
+    def export_provenance(self) -> dict:
+        """What the exported model's card says of its origin, as plain data: the base model and each role's corpus."""
+        base = {"made by": self.base.source, **self.base.identity(), "original length (L0)": self.original_length}
+        if self.base.source == "pretrain":
+            pretrain = self.config["pretrain"]
+            base.update(architecture=pretrain["model"], steps=pretrain["train"]["steps"], seed=pretrain["seed"])
+        return {"base": base, "corpora": {role: self.selection(role).describe() for role in ROLES}}
+
+    def check_lengths(self) -> list[int]:
+        """Where results/export/stock_check.csv compares stock transformers with this package: export.check_lengths,
+        or L0, the switch length (within it the short set, beyond it the long set) and the exported target length."""
+        if self.export.check_lengths is not None:
+            return list(self.export.check_lengths)
+        lengths = [round(self.stages[name].scale * self.original_length) for name in self.exported_stages()]
+        return sorted({self.original_length, *lengths})
 
     def n_hat_stages(self) -> list[str]:
         """Stages whose target gets the n̂ study of plain RoPE baselines on the base model (paper Table 2)."""
@@ -528,6 +565,17 @@ def _search_settings(config: dict, stage: str) -> SearchSettings:
     return SearchSettings.from_dict({"model": "base", **settings, **config["stages"][stage]["search"]})
 
 
+def _exported_stages(config: dict) -> list[str]:
+    """export.stage and, through recovery searches (which keep their base stage's long factors and n̂), the stages
+    whose factors it carries."""
+    chain = [config["export"]["stage"]]
+    while True:
+        search = {**config["search"], **(config["stages"].get(chain[-1], {}).get("search") or {})}
+        if search.get("mode") != "recovery" or search.get("base_stage") in (None, *chain):
+            return chain  # a base stage that is missing or loops back is _check_search's error to report
+        chain.append(search["base_stage"])
+
+
 def _finetune_settings(config: dict, stage: str, workflow_dir: Path) -> FinetuneSettings:
     settings = {"from": "base", **config["finetune"], **config["stages"][stage]["finetune"]}
     if settings["deepspeed"]:  # relative to the workflow, like data.corpus_dir
@@ -560,6 +608,23 @@ def _check_export(plan: Plan) -> None:
     if export.gguf is not None and model_type is not None and model_type != "llama":
         raise PlanError(f"export.gguf writes a Llama-architecture GGUF, but the base model is {model_type!r} "
                         f"(base_model.path {plan.base.folder}); remove export.gguf")
+    exported = plan.stages[export.stage]
+    if export.gguf is not None and export.switch == "dynamic" and exported.search.mode == "recovery":
+        switch = round(exported.scale * plan.original_length)
+        if switch % LLAMA_CPP_CONTEXT_STEP:
+            raise PlanError(
+                f"export.switch: dynamic gives the short factor set up to {switch} tokens (stages.{export.stage}), but "
+                f"llama.cpp picks a context's set from n_ctx rounded up to a multiple of {LLAMA_CPP_CONTEXT_STEP}, so "
+                f"the GGUF would give some lengths the long set where transformers gives the short one: set "
+                f"export.switch: long, or a stages.{export.stage}.scale × L0 that is a multiple of "
+                f"{LLAMA_CPP_CONTEXT_STEP}")
+    if export.n_hat == "keep":
+        for key in ("gguf", "parity"):
+            if getattr(export, key) is not None:
+                raise PlanError(f"export.{key}: export.n_hat is 'keep', so the exported model may keep its first n̂ "
+                                "positions at the original RoPE, which llama.cpp, vLLM and stock transformers do not "
+                                "run; the export is for this package's loader only. Set export.n_hat: zero, or "
+                                f"remove export.{key}")
 
 
 def _check_data(plan: Plan, require_files: bool) -> None:

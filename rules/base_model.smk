@@ -17,8 +17,6 @@ if PLAN.base.source == "hub":
             revision=PLAN.base.revision,
         log:
             "logs/fetch_hub_model.log",
-        conda:
-            ENV
         script:
             "../scripts/fetch_hub_model.py"
 
@@ -38,8 +36,6 @@ if config["base_model"]["fetch"]:
             "logs/fetch_base_model.log",
         benchmark:
             "benchmarks/fetch_base_model.tsv"
-        conda:
-            ENV
         script:
             "../scripts/fetch_base_model.py"
 
@@ -56,7 +52,5 @@ if PLAN.base.source == "gguf":
             "logs/convert_gguf.log",
         benchmark:
             "benchmarks/convert_gguf.tsv"
-        conda:
-            ENV
         script:
             "../scripts/convert_gguf.py"

@@ -4,15 +4,17 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from longrope.config_merge import typed_command_line, with_default
 from longrope.plan import CHAIN_PRIORITY, SOURCE_MANIFESTS, STORES, TOKENIZER, Plan, PlanError
 
 try:
-    PLAN = Plan.load(config, workflow.basedir)
+    # Rebound rather than updated in place: a module's `config` is the importing workflow's own dict.
+    config = with_default(typed_command_line(config, workflow.config_settings.config), WORKFLOW_DIR)
+    PLAN = Plan.load(config, WORKFLOW_DIR)
 except PlanError as error:
     raise WorkflowError(f"Error validating config file: {error}") from None
 
-ENV = "../envs/longrope.yaml"
-SCRIPTS = Path(workflow.basedir, "scripts")
+SCRIPTS = WORKFLOW_DIR / "scripts"
 L0 = PLAN.original_length
 EVAL = PLAN.evaluation
 DTYPE = PLAN.dtype

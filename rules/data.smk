@@ -13,8 +13,6 @@ rule fetch_source:
         source="|".join(name for name, source in PLAN.sources.items() if source.kind == "hub") or "^$",
     log:
         "logs/fetch_source/{source}.log",
-    conda:
-        ENV
     script:
         "../scripts/fetch_source.py"
 
@@ -32,8 +30,6 @@ rule tokenizer:
         "logs/tokenizer.log",
     benchmark:
         "benchmarks/tokenizer.tsv"
-    conda:
-        ENV
     script:
         "../scripts/train_tokenizer.py"
 
@@ -55,7 +51,5 @@ rule token_store:
         "logs/token_store/{store}.log",
     benchmark:
         "benchmarks/token_store/{store}.tsv"
-    conda:
-        ENV
     script:
         "../scripts/tokenize_corpus.py"

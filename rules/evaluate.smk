@@ -38,8 +38,6 @@ rule evaluate_base:
         "logs/evaluate_base/{method}.log",
     benchmark:
         "benchmarks/evaluate_base/{method}.tsv"
-    conda:
-        ENV
     script:
         "../scripts/evaluate_ppl.py"
 
@@ -71,8 +69,6 @@ rule evaluate_search:
         "logs/evaluate_search/{run}.log",
     benchmark:
         "benchmarks/evaluate_search/{run}.tsv"
-    conda:
-        ENV
     script:
         "../scripts/evaluate_ppl.py"
 
@@ -103,8 +99,6 @@ rule evaluate_finetune:
         "logs/evaluate_finetune/{stage}.log",
     benchmark:
         "benchmarks/evaluate_finetune/{stage}.tsv"
-    conda:
-        ENV
     script:
         "../scripts/evaluate_ppl.py"
 
@@ -133,8 +127,6 @@ rule evaluate_n_hat:
         "logs/evaluate_n_hat/{stage}.log",
     benchmark:
         "benchmarks/evaluate_n_hat/{stage}.tsv"
-    conda:
-        ENV
     script:
         "../scripts/evaluate_ppl.py"
 
@@ -162,7 +154,5 @@ rule evaluate_retrieval:
         "logs/evaluate_retrieval/{subject}.log",
     benchmark:
         "benchmarks/evaluate_retrieval/{subject}.tsv"
-    conda:
-        ENV
     script:
         "../scripts/evaluate_retrieval.py"

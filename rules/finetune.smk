@@ -31,8 +31,6 @@ for _stage in PLAN.finetune_stages():
             f"logs/finetune_{_stage}.log",
         benchmark:
             f"benchmarks/finetune_{_stage}.tsv"
-        conda:
-            ENV
         shell:
             "{params.launcher} {params.script} --model {input.model} --scaling {input.scaling} --tokens {input.tokens}"
             " --tokenizer {input.tokenizer} --out {output.model} --loss {output.loss} --work-dir {params.work_dir}"
@@ -48,8 +46,6 @@ rule plot_finetune_loss:
         "logs/plot_finetune_loss/{stage}.log",
     benchmark:
         "benchmarks/plot_finetune_loss/{stage}.tsv"
-    conda:
-        ENV
     script:
         "../scripts/plot_loss.py"
 

@@ -29,8 +29,6 @@ rule harness:
         "logs/harness/{suite}/{subject}.log",
     benchmark:
         "benchmarks/harness/{suite}/{subject}.tsv"
-    conda:
-        ENV
     script:
         "../scripts/evaluate_harness.py"
 
@@ -61,7 +59,5 @@ for _suite in HARNESS_SUITES.values():
             f"logs/harness_tables_{_suite.name}.log",
         benchmark:
             f"benchmarks/harness_tables_{_suite.name}.tsv"
-        conda:
-            ENV
         script:
             "../scripts/make_harness_tables.py"

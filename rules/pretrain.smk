@@ -22,7 +22,5 @@ if PLAN.base.source == "pretrain":
             "logs/pretrain_base.log",
         benchmark:
             "benchmarks/pretrain_base.tsv"
-        conda:
-            ENV
         script:
             "../scripts/pretrain_base.py"

@@ -33,8 +33,6 @@ rule tables:
         "logs/tables.log",
     benchmark:
         "benchmarks/tables.tsv"
-    conda:
-        ENV
     script:
         "../scripts/make_tables.py"
 
@@ -51,8 +49,6 @@ rule plot_perplexity:
         "logs/plot_perplexity.log",
     benchmark:
         "benchmarks/plot_perplexity.tsv"
-    conda:
-        ENV
     script:
         "../scripts/plot_results.py"
 
@@ -69,8 +65,6 @@ rule plot_passkey:
         "logs/plot_passkey.log",
     benchmark:
         "benchmarks/plot_passkey.tsv"
-    conda:
-        ENV
     script:
         "../scripts/plot_results.py"
 
@@ -87,8 +81,6 @@ rule plot_factors:
         "logs/plot_factors.log",
     benchmark:
         "benchmarks/plot_factors.tsv"
-    conda:
-        ENV
     script:
         "../scripts/plot_results.py"
 
@@ -102,7 +94,5 @@ rule plot_pretrain_loss:
         "logs/plot_pretrain_loss.log",
     benchmark:
         "benchmarks/plot_pretrain_loss.tsv"
-    conda:
-        ENV
     script:
         "../scripts/plot_loss.py"

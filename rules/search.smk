@@ -31,7 +31,5 @@ for _run in SEARCH_RUNS.values():
             f"logs/{_run.rule}.log",
         benchmark:
             f"benchmarks/{_run.rule}.tsv"
-        conda:
-            ENV
         script:
             "../scripts/search_factors.py"

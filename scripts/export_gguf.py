@@ -7,8 +7,7 @@ from longrope.export.gguf import write_gguf
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-p = snakemake.params
-summary = write_gguf(snakemake.input.model, snakemake.output.gguf, dtype=p.dtype, n_hat=p.n_hat)
+summary = write_gguf(snakemake.input.model, snakemake.output.gguf, dtype=snakemake.params.dtype)
 print(f"{snakemake.input.model} → {snakemake.output.gguf}")
 for key, value in summary.items():
     print(f"{key}: {value}")

@@ -203,18 +203,15 @@ def test_weight_types_of_the_gguf(exported, tmp_path, dtype, kind, file_type, to
     assert 0 < error < tolerance
 
 
-def test_n_hat_is_refused_with_its_key_or_dropped_when_the_config_says_so(tiny_model, tmp_path):
+def test_n_hat_is_refused_since_llama_cpp_would_run_another_model(tiny_model, tmp_path):
     scaling = RopeScaling("longrope", 32, 256, factors=LONG, n_hat=4)
-    folder = export(tiny_model, tmp_path / "model", scaling)
-    with pytest.raises(ValueError, match=r"export.gguf.n_hat is 'refuse' .* first 4 positions \(n̂ = 4\), which "
-                                         r"llama.cpp cannot run. Set export.gguf.n_hat: drop"):
+    folder = tmp_path / "model"
+    save_extended(apply_rope_scaling(tiny_model, scaling), scaling, folder)
+    byte_tokenizer().save(folder)
+    with pytest.raises(ValueError, match=r"first 4 positions \(n̂ = 4\), which llama.cpp cannot run; export with "
+                                         r"export.n_hat: zero"):
         write_gguf(folder, tmp_path / "model.gguf")
     assert not list(tmp_path.glob("model.gguf*"))  # nothing half-written
-    summary = write_gguf(folder, tmp_path / "model.gguf", n_hat="drop")
-    assert summary["n_hat"] == "0 (export.gguf.n_hat: drop; the checkpoint's n̂ = 4 is not in this file)"
-    meta, tensors = read(tmp_path / "model.gguf")
-    assert meta["llama.rope.scaling.original_context_length"] == 32  # no short set: the long one everywhere
-    assert np.array_equal(tensors["rope_factors_short.weight"][2], tensors["rope_factors_long.weight"][2])
 
 
 def test_other_architectures_and_tokenizers_are_refused(exported, tmp_path):
@@ -345,14 +342,16 @@ def test_export_settings_are_frozen_in_the_plan_and_checked_first(tmp_path):
     config["export"].update(switch="long", gguf={"dtype": "bf16"})
     settings = Plan.load(config, ROOT).export
     assert (settings.stage, settings.switch, settings.check_lengths) == ("short", "long", (64, 192))
-    assert (settings.gguf.dtype, settings.gguf.n_hat) == ("bf16", "refuse")
+    assert (settings.gguf.dtype, settings.n_hat) == ("bf16", "zero")
     config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
     config["export"].pop("gguf")
+    config["export"].pop("switch")
     assert Plan.load(config, ROOT).export.gguf is None and config["export"]["switch"] == "dynamic"  # the defaults
 
     for edit, message in [
         ({"gguf": {"dtype": "q4_k"}}, "export.gguf.dtype: 'q4_k' is not one of"),
-        ({"gguf": {"n_hat": "keep"}}, "export.gguf.n_hat: 'keep' is not one of"),
+        ({"gguf": {"n_hat": "drop"}}, r"export.gguf: Additional properties are not allowed \('n_hat'"),
+        ({"n_hat": "drop"}, "export.n_hat: 'drop' is not one of"),
         ({"switch": "short"}, "export.switch: 'short' is not one of"),
     ]:
         config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())

@@ -147,9 +147,12 @@ def test_test_config_runs_end_to_end(test_config_run):
     from longrope.patching import apply_rope_scaling
     from longrope.rope import RopeScaling
 
+    from longrope.export.hf import switched_scaling
+
     final = json.loads((tmp_path / "results" / "search" / config["export"]["stage"] / "factors.json").read_text())
-    scaling = RopeScaling.from_dict(final["scaling"])
-    assert scaling.n_hat == 0 and scaling.short_factors is not None
+    searched = RopeScaling.from_dict(final["scaling"])
+    assert searched.n_hat == 0 and searched.short_factors is not None
+    scaling = switched_scaling(searched, config["export"]["switch"])  # the set every engine gets
     stock = AutoModelForCausalLM.from_pretrained(tmp_path / "results" / "export" / "model", local_files_only=True)
     ours = apply_rope_scaling(load_model(tmp_path / final["model"]), scaling)
     for length in (scaling.switch_length, 3 * scaling.switch_length):
@@ -174,8 +177,18 @@ def test_test_config_runs_end_to_end(test_config_run):
     spec = config["export"]["parity"]
     assert sorted(set(parity["engine"])) == sorted(["longrope", *(f"llama.cpp {kv} KV" for kv in spec["kv_cache"])])
     assert sorted(set(parity["length"])) == sorted(spec["lengths"]) and (parity["windows"] == spec["windows"]).all()
-    beyond = parity[parity["length"] > scaling.switch_length]
-    assert (beyond["max_abs_logit_diff"] < 0.1).all() and (beyond["top-1 agreement %"] >= 99).all()
+    assert (parity["max_abs_logit_diff"] < 0.1).all() and (parity["top-1 agreement %"] >= 99).all()
+    # …and the folder users ship carries the checkpoint and its model card
+    card = (tmp_path / "results" / "export" / "model" / "README.md").read_text()
+    assert "| short | recovery | 2× |" in card and "| 2048k | secondary | 8× |" in card
+    assert "llama.cpp (`model.gguf`)" in card and "| longrope | 64 |" in card  # the parity table
+    # export.n_hat: zero searched 2048k with n̂ = 0 and its twin with the n̂ list: Table 11 at 2048k's scale
+    held, twin = (json.loads((tmp_path / "results" / "search" / run / "factors.json").read_text())
+                  for run in ("2048k", "2048k_nhat"))
+    assert held["search"]["n_hat"] == [0] and twin["search"]["n_hat"] == config["search"]["n_hat"]
+    table11 = pd.read_csv(tmp_path / "results" / "tables" / "table11_ablation.csv")
+    assert not table11[(table11["model"] == "ft_256k") & (table11["scale"] == 8.0)]["ratio λ + n̂ / λ only"].isna().any()
+    assert len(table11[(table11["model"] == "ft_256k") & (table11["scale"] == 8.0)]) > 0
     # …and its tokenizer folder opens in stock transformers and encodes as ours
     from transformers import AutoTokenizer
 

@@ -165,20 +165,23 @@ def search_vs_baselines(tidy: pd.DataFrame, scales: list[float], pairs: PairedWi
 
 
 def ablation(tidy: pd.DataFrame, scales: list[float], pairs: PairedWindows) -> pd.DataFrame:
-    """Paper Table 11: PI, λ only, λ + n̂ by length, for each (model, scale) that has a λ-only search, and
-    ppl(λ + n̂) / ppl(λ only) on the same windows."""
-    methods = {"pi": "PI", "longrope_lambda": "λ only", "longrope": "λ + n̂"}
+    """Paper Table 11: PI, λ only, λ + n̂ by length, for each (model, scale) that has an ablation twin, and
+    ppl(λ + n̂) / ppl(λ only) on the same windows. The twin is the λ-only search beside a stage that searched n̂
+    (longrope_lambda), or the λ + n̂ search beside an exported stage held at n̂ = 0 (longrope_nhat)."""
+    twins = {"longrope_lambda": ("longrope_lambda", "longrope"), "longrope_nhat": ("longrope", "longrope_nhat")}
+    methods = {"pi", "longrope", *twins}
     tidy = tidy[(tidy["study"] == "length") & tidy["scale"].isin(scales) & tidy["method"].isin(methods)]
     rows = []
     for (model, scale, length), group in tidy.groupby(["model", "scale", "length"]):
         found = {r["method"]: r for r in group.to_dict("records")}
-        if "longrope_lambda" not in found:
+        twin = next((twins[method] for method in twins if method in found), None)
+        if twin is None:
             continue
         row = {"model": model, "scale": scale, "length": length}
-        for method, name in methods.items():
+        for method, name in zip(("pi", *twin), ("PI", "λ only", "λ + n̂")):
             row.update(_interval(name, found[method]) if method in found else {})
-        if "longrope" in found:
-            row.update(_ratio("ratio λ + n̂ / λ only", pairs.ratio(found["longrope"], found["longrope_lambda"])))
+        if all(method in found for method in twin):
+            row.update(_ratio("ratio λ + n̂ / λ only", pairs.ratio(found[twin[1]], found[twin[0]])))
         rows.append(row)
     return pd.DataFrame(rows).set_index(["model", "scale", "length"]) if rows else pd.DataFrame()
 

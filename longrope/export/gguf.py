@@ -12,7 +12,7 @@ What llama.cpp reads from a Llama GGUF (its source; measured against transformer
 - `llama.context_length` is the extended length.
 - q and k rows are permuted from transformers' rotate-half layout (pair i = dims i and i + d/2) to llama.cpp's
   interleaved one (pair i = dims 2i and 2i + 1).
-n̂ (the first positions kept at the original RoPE) has no equivalent: export.gguf.n_hat refuses or drops it.
+n̂ (the first positions kept at the original RoPE) has no equivalent: a scaling with n̂ > 0 is refused (export.n_hat).
 The tokenizer is written as llama.cpp's `gpt2` BPE (token texts, types, merges, special ids): the byte-level BPEs
 of this package (bytes, a BPE trained here) and of models such as SmolLM2; another kind is refused.
 
@@ -21,7 +21,6 @@ May import: longrope.rope, longrope.model.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import gguf
@@ -37,7 +36,6 @@ WEIGHT_TYPES = {
     "bf16": (gguf.GGMLQuantizationType.BF16, gguf.LlamaFileType.MOSTLY_BF16),
     "q8_0": (gguf.GGMLQuantizationType.Q8_0, gguf.LlamaFileType.MOSTLY_Q8_0),
 }
-N_HAT_POLICIES = ("refuse", "drop")
 LONG_FACTORS, SHORT_FACTORS = "rope_factors_long.weight", "rope_factors_short.weight"
 
 # llama.cpp's name (tokenizer.ggml.pre) of the byte-level pre-tokenizations whose split it reproduces with its own
@@ -52,14 +50,12 @@ PRE_TOKENIZERS = {
 INERT_MERGE = "ĠĠ Ġ"
 
 
-def write_gguf(folder: str | Path, out: str | Path, dtype: str = "f16", n_hat: str = "refuse") -> dict:
+def write_gguf(folder: str | Path, out: str | Path, dtype: str = "f16") -> dict:
     """Write `out` from the exported folder; nothing is left there unless the whole file is written. Returns what
     the file carries, for the log."""
     folder, out = Path(folder), Path(out)
     if dtype not in WEIGHT_TYPES:
         raise ValueError(f"export.gguf.dtype must be one of {', '.join(WEIGHT_TYPES)}, got {dtype!r}")
-    if n_hat not in N_HAT_POLICIES:
-        raise ValueError(f"export.gguf.n_hat must be one of {', '.join(N_HAT_POLICIES)}, got {n_hat!r}")
     config = json.loads((folder / "config.json").read_text())
     if config.get("model_type") != "llama":
         raise ValueError(f"{folder}: the GGUF export writes Llama-architecture models, this one is "
@@ -67,15 +63,12 @@ def write_gguf(folder: str | Path, out: str | Path, dtype: str = "f16", n_hat: s
     scaling = saved_scaling(folder)
     if scaling is None:
         raise ValueError(f"{folder} has no {SCALING_FILE}: not a model this package extended")
-    summary = {"n_hat": scaling.n_hat}
-    if scaling.n_hat:
-        if n_hat == "refuse":
-            raise ValueError(
-                f"export.gguf.n_hat is 'refuse' and the exported scaling keeps the original RoPE for its first "
-                f"{scaling.n_hat} positions (n̂ = {scaling.n_hat}), which llama.cpp cannot run. Set export.gguf.n_hat: "
-                "drop to write it with n̂ = 0 (a different model: measure it), or search with search.n_hat: [0]")
-        summary["n_hat"] = f"0 (export.gguf.n_hat: drop; the checkpoint's n̂ = {scaling.n_hat} is not in this file)"
-        scaling = replace(scaling, n_hat=0)
+    if scaling.n_hat:  # llama.cpp would run another model: one model, one forward
+        raise ValueError(
+            f"{folder}: the exported scaling keeps the original RoPE for its first {scaling.n_hat} positions "
+            f"(n̂ = {scaling.n_hat}), which llama.cpp cannot run; export with export.n_hat: zero (the exported stages "
+            "search n̂ = 0) to write a GGUF")
+    summary = {"n_hat": 0}
 
     weight_type, file_type = WEIGHT_TYPES[dtype]
     staging = out.with_name(out.name + ".partial")

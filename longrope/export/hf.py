@@ -1,5 +1,6 @@
 """The Hugging Face export: the factor sets it carries (`export.switch`), a stock-transformers checkpoint of the
-extended model (vLLM's keys included), and the check that stock transformers reproduces this package's forward on it.
+extended model (vLLM's keys included), the n̂ policy (`export.n_hat`), and the check that stock transformers
+reproduces this package's forward on it.
 
 May import: longrope.rope, longrope.model.
 """
@@ -16,6 +17,7 @@ from longrope.model import load_model, pick_attention, save_extended
 from longrope.rope import RopeScaling
 
 SWITCHES = ("dynamic", "long")
+N_HAT_POLICIES = ("zero", "keep")  # export.n_hat (config/schema.yaml)
 
 
 def switched_scaling(scaling: RopeScaling, switch: str) -> RopeScaling:
@@ -27,14 +29,29 @@ def switched_scaling(scaling: RopeScaling, switch: str) -> RopeScaling:
     return scaling if switch == "dynamic" else replace(scaling, short_factors=None, short_length=None)
 
 
+def check_n_hat(scaling: RopeScaling, policy: str) -> None:
+    """Refuse, before anything is written, a scaling whose n̂ the engines would drop under export.n_hat: zero."""
+    if policy not in N_HAT_POLICIES:
+        raise ValueError(f"export.n_hat must be one of {', '.join(N_HAT_POLICIES)}, got {policy!r}")
+    if policy == "zero" and scaling.n_hat:
+        raise ValueError(
+            f"export.n_hat is 'zero', but the factors keep the original RoPE for their first {scaling.n_hat} positions "
+            f"(n̂ = {scaling.n_hat}), which stock transformers, vLLM and llama.cpp silently drop: search the exported "
+            "stages with n_hat: [0] (the workflow does so under export.n_hat: zero), or set export.n_hat: keep to "
+            "export for this package's loader only")
+
+
 def export_checkpoint(model_dir: str | Path, scaling: RopeScaling, switch: str, tokenizer_dir: str | Path,
-                      out: str | Path, attention: str = "auto") -> RopeScaling:
-    """Save the model of `model_dir` with `scaling` under `switch` as a checkpoint stock transformers and vLLM load
-    (config.json with vLLM's keys, longrope_scaling.json, the tokenizer); returns the scaling it carries."""
+                      out: str | Path, attention: str = "auto", n_hat: str = "zero") -> RopeScaling:
+    """Save the model of `model_dir` with `scaling` under `switch` as a checkpoint (config.json, longrope_scaling.json,
+    the tokenizer); returns the scaling it carries. Under export.n_hat `zero` the scaling must have n̂ = 0 and
+    config.json gets vLLM's keys; under `keep` it is for this package's loader only, and gets none."""
+    check_n_hat(scaling, n_hat)
     scaling = switched_scaling(scaling, switch)
     model = load_model(model_dir, attention=attention, scaling=scaling)  # float32: the weights stay exact
     save_extended(model, scaling, out)
-    add_vllm_keys(out)
+    if n_hat == "zero":
+        add_vllm_keys(out)
     load_tokenizer(tokenizer_dir).save(out)
     return scaling
 
@@ -46,6 +63,8 @@ def compare_with_stock(folder: str | Path, lengths: list[int], dtype: torch.dtyp
     (a full T × vocabulary logits matrix does not fit at long lengths for a real vocabulary)."""
     from transformers import AutoModelForCausalLM
 
+    if not lengths:
+        raise ValueError("compare_with_stock: no lengths to compare (export.check_lengths)")
     stock = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype,
                                                  attn_implementation=pick_attention()).eval()
     ours = load_model(folder, dtype=dtype)

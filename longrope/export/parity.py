@@ -178,6 +178,18 @@ def engine_parity(folder: str | Path, gguf_path: str | Path | None, windows: dic
     return rows
 
 
+def check_parity(rows: list[dict], tolerance: float) -> None:
+    """Fail a comparison that compared nothing, or in which an engine's perplexity is off by more than `tolerance`
+    (a share) at some length: the export then does not give one model in every engine."""
+    if not rows or any(row["windows"] == 0 for row in rows):
+        raise ValueError("engine parity compared no window: export.parity needs lengths the held-out text can fill")
+    off = [f"{row['engine']} at {row['length']} ({row['ppl_rel_diff']:+.4%})" for row in rows
+           if not abs(row["ppl_rel_diff"]) <= tolerance]
+    if off:
+        raise ValueError(f"the exported model's perplexity differs from stock transformers' by more than "
+                         f"export.parity.tolerance ({tolerance:.2%}): {', '.join(off)}")
+
+
 def parity_table(rows: list[dict]) -> pd.DataFrame:
     """The rows for reading: one line per engine and length, the relative difference in percent with its interval."""
     table = pd.DataFrame(rows).set_index(["engine", "length"]).sort_index()
