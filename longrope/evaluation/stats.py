@@ -63,10 +63,10 @@ def wilson_interval(successes: float, trials: int, level: float = LEVEL) -> tupl
 def paired_bootstrap_ratio(nll_a, nll_b, resamples: int = 2000, seed: int = 0,
                            level: float = LEVEL) -> tuple[float, float, float]:
     """ppl_a / ppl_b for two models or scalings scored on the same units (unit i of a and of b is one window),
-    and the percentile interval of that ratio over `resamples` resamplings of the units, drawn from `seed`.
-    Resampling pairs, not each side alone, removes the windows' shared difficulty from the interval. Below
-    BOOTSTRAP_MIN_UNITS units resampling cannot reach the level (4 units cover 79 %), so the interval is the paired
-    t interval of the log-ratio instead. A non-finite NLL gives no ratio, one unit no interval (NaN)."""
+    and the expanded percentile interval of that ratio over `resamples` resamplings of the units, drawn from
+    `seed`. Resampling pairs, not each side alone, removes the windows' shared difficulty from the interval. Below
+    BOOTSTRAP_MIN_UNITS units resampling cannot reach the level (4 units cover 79 %), so the interval is the
+    paired t interval of the log-ratio instead. A non-finite NLL gives no ratio, one unit no interval (NaN)."""
     a, b = np.asarray(nll_a, dtype=float), np.asarray(nll_b, dtype=float)
     if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
         raise ValueError(f"paired NLLs must be two equally long lists of units, got {a.shape} and {b.shape}")
@@ -79,15 +79,23 @@ def paired_bootstrap_ratio(nll_a, nll_b, resamples: int = 2000, seed: int = 0,
         half = t_quantile(n - 1, level) * diff.std(ddof=1) / math.sqrt(n)
         return math.exp(diff.mean()), math.exp(diff.mean() - half), math.exp(diff.mean() + half)
     picks = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
-    lo, hi = np.quantile(diff[picks].mean(axis=1), _expanded_tails(n, level))
+    lo, hi = expanded_percentile_interval(diff[picks].mean(axis=1), n, level)
     return math.exp(diff.mean()), math.exp(lo), math.exp(hi)
 
 
-def _expanded_tails(n: int, level: float) -> list[float]:
-    """The plain percentile interval is still a little narrow at 8-16 units (86-90 %); the expanded percentile
-    interval (Hesterberg 2015) takes the tails at the normal probability of sqrt(n / (n - 1)) · t_{n-1}."""
-    tail = 1 - NormalDist().cdf(math.sqrt(n / (n - 1)) * t_quantile(n - 1, level))
-    return [tail, 1 - tail]
+def expanded_percentile_interval(draws, units: float, level: float = LEVEL) -> tuple[float, float]:
+    """The interval of a statistic from its bootstrap `draws` over `units` resampled units (an effective count
+    need not be whole; the t quantile takes its whole part, the wider side). The plain percentile interval is still
+    a little narrow at 8-16 units (86-90 %); the expanded percentile interval (Hesterberg 2015) takes the tails at
+    the normal probability of sqrt(n / (n - 1)) · t_{n-1} instead. Non-finite draws (a ratio whose denominator
+    resampled to zero) are left out; none finite, or fewer than 2 units, give NaN."""
+    draws = np.asarray(draws, dtype=float)
+    draws = draws[np.isfinite(draws)]
+    if len(draws) == 0 or units < 2:
+        return math.nan, math.nan
+    tail = 1 - NormalDist().cdf(math.sqrt(units / (units - 1)) * t_quantile(math.floor(units - 1), level))
+    lo, hi = np.quantile(draws, [tail, 1 - tail])
+    return float(lo), float(hi)
 
 
 def gap_closed(nll_searched, nll_baseline, nll_floor, resamples: int = 2000, seed: int = 0,
@@ -111,5 +119,5 @@ def gap_closed(nll_searched, nll_baseline, nll_floor, resamples: int = 2000, see
     pairs, floors = rng.integers(0, len(s), size=(resamples, len(s))), rng.integers(0, len(f), size=(resamples, len(f)))
     with np.errstate(divide="ignore", invalid="ignore"):
         draws = share(s[pairs].mean(axis=1), b[pairs].mean(axis=1), f[floors].mean(axis=1))
-    lo, hi = np.quantile(draws[np.isfinite(draws)], _expanded_tails(min(len(s), len(f)), level))
-    return value, float(lo), float(hi)
+    lo, hi = expanded_percentile_interval(draws, min(len(s), len(f)), level)
+    return value, lo, hi
