@@ -23,6 +23,7 @@ ALLOWED = {
     "training": {"rope", "patching", "model", "data", "parallelism"},
     "export": CORE | {"data", "evaluation"},
     "plan": {"data", "search", "parallelism", "training", "harness"},
+    "config_merge": {"plan"},  # the workflow's config over the embedded default; raises the plan's PlanError
     "harness": {"evaluation"},
     "tools": CORE | {"plan", "data", "parallelism", "evaluation", "search", "training", "export", "sources", "harness",
               "tools"},
