@@ -57,7 +57,7 @@ def test_test_config_runs_end_to_end(test_config_run):
     joined = tidy.set_index(key).join(per_row)
     assert (joined["n"] == joined["n_samples"]).all() and np.allclose(joined["window_ppl"], joined["ppl"])
     assert (windows.groupby("length")["start"].nunique() == tidy.groupby("length")["n_samples"].max()).all()
-    extended = {"longrope", "longrope_lambda", "longrope_short", "longrope_mixed"}
+    extended = {"longrope", "longrope_lambda", "longrope_nhat", "longrope_short", "longrope_mixed"}
     assert set(tidy["method"]) == set(config["evaluation"]["methods"]) | extended
     study = tidy[tidy["study"] == "n_hat"]  # paper Table 2: PI and dynamic NTK by n̂ at each plain search target
     plain = {k: v for k, v in config["stages"].items() if v.get("search", {"mode": ""}).get("mode", "plain") == "plain"}
