@@ -31,6 +31,8 @@ def link_or_copy(source, destination):
         shutil.copy2(source, destination)
 
 
-shutil.copytree(checkpoint, out, copy_function=link_or_copy)
+# Snakemake's marker for a directory output stays out: a hard-linked one would be touched with this folder's and make
+# the checkpoint look newer than everything built from it.
+shutil.copytree(checkpoint, out, copy_function=link_or_copy, ignore=shutil.ignore_patterns(".snakemake_timestamp"))
 write_model_card(out, facts, saved_scaling(out))
 print(f"{out}: {', '.join(sorted(f.name for f in out.iterdir()))}")
