@@ -634,6 +634,7 @@ def _check_data(plan: Plan, require_files: bool) -> None:
     if evaluation["min_samples"] > evaluation["max_samples"]:
         raise PlanError(f"evaluation.min_samples ({evaluation['min_samples']}) exceeds evaluation.max_samples "
                         f"({evaluation['max_samples']})")
+    _check_lengths(plan)
     _check_sources(plan)
     if not require_files:
         return
@@ -654,6 +655,33 @@ def _check_data(plan: Plan, require_files: bool) -> None:
             if owners.setdefault(path.resolve(), name) != name:
                 raise PlanError(f"data.sources.{name} and data.sources.{owners[path.resolve()]} share {path}: a "
                                 f"document serves one role; split one source between roles instead")
+
+
+def _check_lengths(plan: Plan) -> None:
+    """Each list of lengths names every length once, shortest first: a repeated length is scored twice over (the
+    passkey table would pool the same seeded keys as twice the trials), and the per-length CSVs and the stock and
+    parity tables keep the config's order where the paper's tables and plots sort. evaluation.lengths holds L0,
+    where the gap-closed floor and Table 10's ratios are taken. No list need hold multiples of L0: windows, prompts
+    and the stock and parity checks take any length (sequence parallelism pads the last shard), and lengths below
+    L0 measure short-context quality."""
+    evaluation, export = plan.evaluation, plan.export
+    lists = {"evaluation.lengths": evaluation["lengths"],
+             "evaluation.passkey.lengths": evaluation["passkey"]["lengths"],
+             "evaluation.needles.lengths": evaluation["needles"]["lengths"]}
+    if export is not None:
+        lists["export.check_lengths"] = export.check_lengths or ()  # None: derived by Plan.check_lengths, sorted
+        lists["export.parity.lengths"] = export.parity.lengths if export.parity is not None else ()
+    for key, lengths in lists.items():
+        repeated = sorted({n for n in lengths if lengths.count(n) > 1})
+        if repeated:
+            raise PlanError(f"{key} {list(lengths)} repeats {', '.join(map(str, repeated))}: list each length once")
+        backwards = [f"{later} after {earlier}" for earlier, later in zip(lengths, lengths[1:]) if later < earlier]
+        if backwards:
+            raise PlanError(f"{key} {list(lengths)} is not in increasing order ({', '.join(backwards)}): list the "
+                            "lengths shortest first")
+    if plan.original_length not in evaluation["lengths"]:
+        raise PlanError(f"evaluation.lengths {list(evaluation['lengths'])} lacks L0 = {plan.original_length} "
+                        "(base_model.original_length): the gap-closed floor and Table 10's ratios are measured there")
 
 
 def _check_sources(plan: Plan) -> None:

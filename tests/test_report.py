@@ -170,3 +170,28 @@ def test_a_measurement_made_twice_is_kept_once_and_a_clash_is_an_error():
     assert len(unique_measurements(twice, MEASUREMENT_KEYS, "ppl")) == 2
     with pytest.raises(ValueError, match="different ppl values for the same study"):
         unique_measurements(pd.DataFrame([{**row, "ppl": 5.3}, {**row, "ppl": 5.4}]), MEASUREMENT_KEYS, "ppl")
+
+
+LATEX_SPECIALS = "#$%&~_^\\{}"
+
+
+def test_latex_escapes_every_special_character_in_header_index_and_cells():
+    """LaTeX's ten specials in an index name and value, a column name and a text cell come out as text; the only
+    markup left is the tabular's own (column separators, row ends) and the significance mark of a ratio whose
+    interval excludes 1."""
+    nasty = "a_b%c&d#e$f{g}h~i^j\\k"
+    escaped = (r"a\_b\%c\&d\#e\$f\{g\}h\textasciitilde{}i\textasciicircum{}j\textbackslash{}k")
+    frame = pd.DataFrame({"note " + nasty: [nasty], "ratio " + nasty: [0.5], f"ratio {nasty} lo": [0.4],
+                          f"ratio {nasty} hi": [0.6]}, index=pd.Index([nasty], name="model " + nasty))
+    lines = latex(frame).splitlines()
+    assert lines[:2] == [r"\begin{tabular}{lll}", r"\toprule"] and lines[3] == r"\midrule"
+    assert lines[-2:] == [r"\bottomrule", r"\end{tabular}"] and len(lines) == 7
+    header, row = (line.removesuffix(r" \\").split(" & ") for line in (lines[2], lines[4]))
+    assert header == [f"model {escaped}", f"note {escaped}", f"ratio {escaped}"]
+    assert row == [escaped, escaped, "0.500 [0.400, 0.600]$^*$"]
+    escapes = [r"\textbackslash{}", r"\textasciitilde{}", r"\textasciicircum{}", *(rf"\{c}" for c in "#$%&_{}")]
+    for cell in header + row:
+        text = cell.removesuffix("$^*$")
+        for escape in escapes:
+            text = text.replace(escape, "")
+        assert not set(text) & set(LATEX_SPECIALS), cell

@@ -60,10 +60,20 @@ def markdown(frame: pd.DataFrame, digits: int = 2) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
 
 
+# LaTeX's ten special characters, each as the text it stands for; str.translate replaces them in one pass, so the
+# backslashes and braces an escape writes are never escaped again.
+LATEX_TEXT = str.maketrans({"\\": r"\textbackslash{}", "#": r"\#", "$": r"\$", "%": r"\%", "&": r"\&", "_": r"\_",
+                            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"})
+
+
+def _latex_text(value) -> str:
+    return str(value).translate(LATEX_TEXT)
+
+
 def latex(frame: pd.DataFrame, digits: int = 2) -> str:
-    """The same table as `markdown`, as a LaTeX tabular (booktabs rules)."""
-    escape = lambda v: str(v).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")  # noqa: E731
-    header, cells = _text_cells(frame, digits, escape, r"$^*$")
+    """The same table as `markdown`, as a LaTeX tabular (booktabs rules). Header, index and text cells are escaped;
+    the significance mark `$^*$` is added after escaping, so it stays math."""
+    header, cells = _text_cells(frame, digits, _latex_text, r"$^*$")
     lines = [r"\begin{tabular}{" + "l" * len(header) + "}", r"\toprule", " & ".join(header) + r" \\", r"\midrule"]
     lines += [" & ".join(row) + r" \\" for row in cells]
     return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"]) + "\n"

@@ -83,17 +83,22 @@ def paired_bootstrap_ratio(nll_a, nll_b, resamples: int = 2000, seed: int = 0,
     return math.exp(diff.mean()), math.exp(lo), math.exp(hi)
 
 
-def expanded_percentile_interval(draws, units: float, level: float = LEVEL) -> tuple[float, float]:
-    """The interval of a statistic from its bootstrap `draws` over `units` resampled units (an effective count
-    need not be whole; the t quantile takes its whole part, the wider side). The plain percentile interval is still
-    a little narrow at 8-16 units (86-90 %); the expanded percentile interval (Hesterberg 2015) takes the tails at
-    the normal probability of sqrt(n / (n - 1)) · t_{n-1} instead. Non-finite draws (a ratio whose denominator
-    resampled to zero) are left out; none finite, or fewer than 2 units, give NaN."""
+def expanded_percentile_interval(draws, units: float, level: float = LEVEL,
+                                 df: float | None = None) -> tuple[float, float]:
+    """The interval of a statistic from its bootstrap `draws` over `units` resampled units. The plain percentile
+    interval is still a little narrow at 8-16 units (86-90 %): resampling shrinks the units' variance by
+    (n - 1) / n, and a standard error estimated from n units calls for t_{n-1}, not the normal quantile. The
+    expanded percentile interval (Hesterberg 2015) takes the tails at the normal probability of
+    sqrt(n / (n - 1)) · t_df instead, df = n - 1 unless given (a resampling within strata has a count and degrees
+    of freedom of its own: longrope.harness.report); a fractional df is rounded down, the wider side. Non-finite
+    draws (a ratio whose denominator resampled to zero) are left out; none finite, fewer than 2 units or df below 1
+    (NaN included) give NaN."""
     draws = np.asarray(draws, dtype=float)
     draws = draws[np.isfinite(draws)]
-    if len(draws) == 0 or units < 2:
+    df = units - 1 if df is None else df
+    if len(draws) == 0 or not (units >= 2 and df >= 1):
         return math.nan, math.nan
-    tail = 1 - NormalDist().cdf(math.sqrt(units / (units - 1)) * t_quantile(math.floor(units - 1), level))
+    tail = 1 - NormalDist().cdf(math.sqrt(units / (units - 1)) * t_quantile(math.floor(df), level))
     lo, hi = np.quantile(draws, [tail, 1 - tail])
     return float(lo), float(hi)
 

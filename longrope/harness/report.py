@@ -4,7 +4,8 @@ A task's score is the mean of its samples' scores (0-1, shown ×100), a group's 
 subtasks' (the Open LLM Leaderboard's averaging, not lm-eval's size-weighted one), a suite's or a length's the mean
 of its tasks'. Intervals: Wilson, with the effective sample count of that mean of means (for scores in [0, 1]:
 right at 0 and 1 and with few samples, where a normal interval collapses). Retention is paired: the extended model
-and the base model answered the same samples, which a seeded bootstrap resamples together.
+and the base model answered the same samples, which a seeded bootstrap resamples together (the expanded percentile
+interval of longrope.evaluation.stats, with the unit count and degrees of freedom of a resampling within leaves).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from longrope.evaluation.stats import wilson_interval
+from longrope.evaluation.stats import expanded_percentile_interval, wilson_interval
 from longrope.harness.suites import Suite
 
 SUBJECT = ["subject", "model", "method", "scale"]
@@ -87,7 +88,8 @@ def ruler_table(samples: pd.DataFrame, suite: Suite) -> pd.DataFrame:
 
 def retention(samples: pd.DataFrame, suite: Suite, base: str, resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Short-task retention: each subject's average over the suite's tasks divided by the base subject's, on the
-    same samples, with a seeded paired-bootstrap 95 % interval (percentile; samples resampled within each task)."""
+    same samples, with a seeded paired-bootstrap 95 % interval (expanded percentile; samples resampled within each
+    task)."""
     by_subject = {key: reported(rows, suite) for key, rows in samples.groupby(SUBJECT, sort=False)}
     base_key = next((key for key in by_subject if key[0] == base), None)
     if base_key is None:
@@ -105,9 +107,9 @@ def retention(samples: pd.DataFrame, suite: Suite, base: str, resamples: int = 2
 def paired_ratio(a: pd.DataFrame, b: pd.DataFrame, resamples: int = 2000, seed: int = 0) -> tuple[float, float,
                                                                                                    float]:
     """(average of a's tasks) / (average of b's tasks) over the samples both answered, and its paired-bootstrap
-    interval: one draw of sample indices per leaf task serves both sides."""
+    interval: one draw of sample indices per leaf task serves both sides; expanded percentiles (_bootstrap_counts)."""
     rng = np.random.default_rng(seed)
-    task_a, task_b = {}, {}
+    task_a, task_b, sizes = {}, {}, {}
     for (task, leaf), rows in a.groupby(["task", "leaf"], sort=False):
         joined = rows.merge(b[(b["task"] == task) & (b["leaf"] == leaf)], on=["doc_id", "metric"],
                             suffixes=("_a", "_b"))
@@ -115,6 +117,7 @@ def paired_ratio(a: pd.DataFrame, b: pd.DataFrame, resamples: int = 2000, seed: 
             continue
         x, y = joined["score_a"].to_numpy(), joined["score_b"].to_numpy()
         picks = rng.integers(0, len(x), size=(resamples, len(x)))
+        sizes.setdefault(task, []).append(len(x))
         for store, scores in ((task_a, x), (task_b, y)):
             store.setdefault(task, []).append((scores.mean(), scores[picks].mean(axis=1)))
     if not task_a:
@@ -125,8 +128,26 @@ def paired_ratio(a: pd.DataFrame, b: pd.DataFrame, resamples: int = 2000, seed: 
 
     value = average(task_a, 0) / average(task_b, 0)
     draws = average(task_a, 1) / average(task_b, 1)
-    lo, hi = np.quantile(draws[np.isfinite(draws)], [0.025, 0.975]) if np.isfinite(draws).any() else (math.nan,) * 2
-    return float(value), float(lo), float(hi)
+    units, df = _bootstrap_counts(sizes)
+    lo, hi = expanded_percentile_interval(draws, units, df=df)
+    return float(value), lo, hi
+
+
+def _bootstrap_counts(sizes: dict[str, list[int]]) -> tuple[float, float]:
+    """The unit count and degrees of freedom that expand the percentile interval of a mean over tasks of each
+    task's mean over its leaves, resampled within each leaf (`sizes`: task -> its leaves' sample counts n_k; leaf k
+    weighs w_k = 1 / (T L_t)), all samples alike. With a_k = w_k² / n_k, the mean's variance is Σ a_k σ²; resampling
+    shrinks it by Σ a_k σ² / n_k, as a mean of n = Σ a_k / Σ (a_k / n_k) units would be shrunk; its standard error
+    has the Welch-Satterthwaite (Σ a_k)² / Σ (a_k² / (n_k - 1)) degrees of freedom. One leaf: n_k and n_k - 1. With
+    unequal leaves the two differ, and one count for both under-covers (tasks of 4 and 16 samples: 90 % at the
+    effective count of the Wilson intervals, 95 % with these two). A leaf of one sample has no spread to resample:
+    no interval (NaN)."""
+    counts = [(1 / (len(sizes) * len(leaves)), n) for leaves in sizes.values() for n in leaves]
+    if min(n for _, n in counts) < 2:
+        return math.nan, math.nan
+    shares = [(w * w / n, n) for w, n in counts]
+    total = sum(a for a, _ in shares)
+    return total / sum(a / n for a, n in shares), total**2 / sum(a * a / (n - 1) for a, n in shares)
 
 
 def plot_ruler(table: pd.DataFrame, suite: Suite, original_length: int, path: str, dpi: int = 120) -> None:

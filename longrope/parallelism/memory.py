@@ -42,10 +42,14 @@ class Architecture:
                    vocab=c["vocab_size"], tied=bool(c.get("tie_word_embeddings", False)))
 
     @property
-    def parameters(self) -> int:
+    def layer_parameters(self) -> int:
+        """One decoder layer's: the attention projections, the gated MLP and the two norms."""
         h, attention = self.hidden, self.head_dim * (2 * self.heads + 2 * self.kv_heads)
-        layer = h * attention + 3 * h * self.intermediate + 2 * h
-        return self.vocab * h * (1 if self.tied else 2) + self.layers * layer + h
+        return h * attention + 3 * h * self.intermediate + 2 * h
+
+    @property
+    def parameters(self) -> int:
+        return self.vocab * self.hidden * (1 if self.tied else 2) + self.layers * self.layer_parameters + self.hidden
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,7 @@ def memory(a: Architecture, job: Job) -> dict[str, float]:
     parts = {"weights": a.parameters * b, "gradients": 0.0, "optimizer": 0.0, "activations": 0.0,
              "attention": attention, "mlp": mlp, "logits": chunk_logits * (b + 4 + 4)}
     if job.kind == "train":
-        layer_weights = (a.parameters - a.vocab * h) / a.layers * b
+        layer_weights = a.layer_parameters * b
         if job.zero == 3:
             parts["weights"] = 2 * layer_weights + (0 if job.offload_params else a.parameters * b / job.ranks)
         gradient_share = job.ranks if job.zero >= 2 else 1
