@@ -106,6 +106,21 @@ def test_resume_refuses_other_settings(tmp_path, tiny_model):
               tmp_path / "loss.csv")
 
 
+def test_checkpoint_probe_sees_the_weights_of_each_checkpoint_in_eval_mode(tmp_path, tiny_model):
+    tokens = np.random.default_rng(0).integers(0, 256, 5000).astype(np.uint16)
+    cfg = TrainConfig(steps=6, batch_size=2, seq_len=16, lr=1e-3, checkpoint_every=2)
+    seen = []
+
+    def probe(step, model):
+        saved = load_file(tmp_path / "work" / f"step-{step:06d}" / "model.safetensors")
+        shared = [name for name in model.state_dict() if name in saved]
+        same = len(shared) >= len(saved) - 1 and all(torch.equal(saved[n], model.state_dict()[n]) for n in shared)
+        seen.append((step, model.training, same))
+
+    train(tiny_model, tokens, byte_tokenizer(), cfg, tmp_path / "work", tmp_path / "loss.csv", on_checkpoint=probe)
+    assert seen == [(2, False, True), (4, False, True)]  # the last step is not a checkpoint
+
+
 def test_lr_schedules():
     cosine = TrainConfig(steps=110, batch_size=1, seq_len=8, lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
     assert cosine.lr_at(0) == pytest.approx(0.1) and cosine.lr_at(9) == pytest.approx(1.0)

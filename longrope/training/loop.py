@@ -214,11 +214,13 @@ def parameter_groups(model, weight_decay: float) -> list[dict]:
 
 
 def train(model, tokens: np.ndarray, tokenizer, cfg: TrainConfig, work_dir: str | Path, loss_csv: str | Path,
-          backend=None, finish=None):
+          backend=None, finish=None, on_checkpoint=None):
     """Train `model` for cfg.steps on windows of `tokens`; resumes from `work_dir` if a checkpoint is there.
 
     `backend` runs the optimisation (default: TorchBackend; DeepSpeedBackend for ZeRO and several processes);
-    `finish(model)` runs on rank 0 with every parameter gathered, e.g. to save the trained model.
+    `finish(model)` runs on rank 0 with every parameter gathered, e.g. to save the trained model;
+    `on_checkpoint(step, model)` runs on rank 0 after each checkpoint (with the torch backend), e.g. to probe a
+    learning curve; the model is in eval mode while it runs.
     """
     work_dir, loss_csv = Path(work_dir), Path(loss_csv)
     model.train()
@@ -253,6 +255,10 @@ def train(model, tokens: np.ndarray, tokenizer, cfg: TrainConfig, work_dir: str 
         bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", refresh=False)
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             _save_checkpoint(backend, step + 1, work_dir, cfg)
+            if on_checkpoint is not None and backend.rank == 0:
+                model.eval()
+                on_checkpoint(step + 1, model)
+                model.train()
     bar.close()
     model.eval()
     with backend.full_model() as full:
