@@ -51,7 +51,7 @@ for i, (label, scaling) in enumerate(scalings):
     keys = {n: {"study": p.study, "model": p.model, "method": label, "scale": scaling.scale, "n_hat": scaling.n_hat,
                 "length": n} for n in lengths}
     if nested is not None:
-        results, seconds = truncated_perplexities(model, tokens, nested, lengths, scaling)
+        results, seconds = truncated_perplexities(model, tokens, nested, lengths, scaling, progress=label)
         for n in lengths:
             print(records.add(keys[n], results[n], nested.starts_at(n), seconds[n]))
         continue
@@ -71,7 +71,7 @@ for i, (label, scaling) in enumerate(scalings):
             n = samples_for_length(span, p.max_samples, p.tokens_per_length, p.min_samples, len(tokens))
             starts = window_starts(len(tokens), span, n, seed=[p.seed, span])  # the windows sample_windows slices
             samples = sample_windows(tokens, span, n, seed=[p.seed, span])
-        result = (sliding_perplexity(model, samples, length, p.stride) if p.mode == "sliding"
-                  else perplexity(model, samples))
+        result = (sliding_perplexity(model, samples, length, p.stride, progress=f"{label} {length}")
+                  if p.mode == "sliding" else perplexity(model, samples, progress=f"{label} {length}"))
         print(records.add(keys[length], result, starts, time.time() - t0, documents))
 records.save(snakemake.output.perplexity, snakemake.output.windows)

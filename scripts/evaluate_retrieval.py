@@ -21,10 +21,11 @@ subject = {"model": p.model, "method": p.label, "scale": scaling.scale}
 
 passkey = [{**subject, **row} for n in evaluation_lengths(scaling, p.passkey["lengths"], p.beyond_target)
            for row in passkey_accuracy(model, tokenizer, n, p.passkey["depths"], p.passkey["trials"],
-                                       p.passkey["seed"], with_task=p.passkey["task_line"])]
+                                       p.passkey["seed"], with_task=p.passkey["task_line"], progress=f"passkey {n}")]
 for row in passkey:
     print(row)
-needles = [{**subject, **needle_score(model, tokenizer, task, n, p.needles["trials"], p.needles["seed"])}
+needles = [{**subject, **needle_score(model, tokenizer, task, n, p.needles["trials"], p.needles["seed"],
+                                      progress=f"{task} {n}")}
            for task in p.needles["tasks"] for n in evaluation_lengths(scaling, p.needles["lengths"], p.beyond_target)]
 for row in needles:
     print(row)

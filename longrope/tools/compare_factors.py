@@ -56,11 +56,11 @@ def main():
     nll, rows = {}, {}
     for name, scaling in scalings.items():
         apply_rope_scaling(model, scaling)
-        result = perplexity(model, windows)
+        result = perplexity(model, windows, progress=name)
         nll[name], rows[name] = result.unit_nll, result.summary()
         if args.passkey_trials and name in searched:
             hits = passkey_accuracy(model, tokenizer, target, args.depths, args.passkey_trials, args.seed,
-                                    with_task=args.task_line)
+                                    with_task=args.task_line, progress=f"{name} passkey")
             rows[name]["passkey"] = hits
         print(json.dumps({"scaling": name, **{k: v for k, v in rows[name].items() if k != "passkey"}}), flush=True)
 
