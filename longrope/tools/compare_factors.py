@@ -3,7 +3,7 @@ perplexity of the same windows under each (95 % t interval), each set's ratio to
 set (seeded paired bootstrap), and passkey accuracy (Wilson interval). For comparing searches that differ in one
 setting (fitness, fidelity, ...) — the issue "search beyond the paper" measurements.
 
-    .venv/bin/python -m longrope.tools.compare_factors --model results/base/model --factors ppl=a/factors.json \\
+    longrope-compare-factors --model results/base/model --factors ppl=a/factors.json \\
         needle=b/factors.json --tokens results/data/stores/heldout-evaluation-<digest> --tokenizer results/data/tokenizer --windows 17
 """
 import argparse
