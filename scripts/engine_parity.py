@@ -1,15 +1,14 @@
 """The exported model on the same held-out windows through stock transformers, this package's loader and llama.cpp
 (when the export has a GGUF): one row per engine and length (longrope.export.parity), as CSV and Markdown. The job
 fails when it compared nothing or an engine is off by more than export.parity.tolerance."""
-import sys
-
 import torch
 
 from longrope.data.tokens import TokenStore
 from longrope.evaluation.report import markdown
 from longrope.export.parity import check_parity, engine_parity, parity_table, parity_windows
+from longrope.logs import to_rule_log
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+to_rule_log(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 
 p = snakemake.params

@@ -1,16 +1,16 @@
 """One lm-evaluation-harness suite on one subject: the model loaded with the subject's scaling (applied once and
 verified), handed to lm-eval as an object with the subject's extended length."""
 import json
-import sys
 
 import torch
 
 from longrope.evaluation.subjects import subject_scaling
 from longrope.harness.run import harness_model, run_suite
 from longrope.harness.suites import Suite
+from longrope.logs import to_rule_log
 from longrope.model import compute_dtype, dtype_name, load_model
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+to_rule_log(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 
 p, out = snakemake.params, snakemake.output

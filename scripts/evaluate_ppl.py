@@ -7,7 +7,6 @@ configured lengths only), so every model and scaling is scored on the same windo
 is run once at the longest length it serves, and each window's NLL is kept for pairing.
 With evaluation.mode sliding, or evaluation.documents (whole documents of the evaluation store, their ids
 recorded), each length is scored on its own."""
-import sys
 import time
 
 import torch
@@ -18,11 +17,12 @@ from longrope.data.windows import (document_windows, evaluation_documents, neste
 from longrope.evaluation.perplexity import evaluation_lengths, perplexity, sliding_perplexity, truncated_perplexities
 from longrope.evaluation.records import PerplexityRecords
 from longrope.evaluation.subjects import subject_scalings
+from longrope.logs import to_rule_log
 from longrope.model import compute_dtype, dtype_name, load_model
 from longrope.parallelism.sequence import spread
 from longrope.patching import apply_rope_scaling
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+to_rule_log(snakemake.log[0])
 p = snakemake.params
 torch.set_num_threads(max(1, snakemake.threads // p.sequence))
 scalings = subject_scalings(p.scalings, getattr(snakemake.input, "factors", None), getattr(p, "label", None),
@@ -51,7 +51,7 @@ for i, (label, scaling) in enumerate(scalings):
     keys = {n: {"study": p.study, "model": p.model, "method": label, "scale": scaling.scale, "n_hat": scaling.n_hat,
                 "length": n} for n in lengths}
     if nested is not None:
-        results, seconds = truncated_perplexities(model, tokens, nested, lengths, scaling)
+        results, seconds = truncated_perplexities(model, tokens, nested, lengths, scaling, progress=label)
         for n in lengths:
             print(records.add(keys[n], results[n], nested.starts_at(n), seconds[n]))
         continue
@@ -71,7 +71,7 @@ for i, (label, scaling) in enumerate(scalings):
             n = samples_for_length(span, p.max_samples, p.tokens_per_length, p.min_samples, len(tokens))
             starts = window_starts(len(tokens), span, n, seed=[p.seed, span])  # the windows sample_windows slices
             samples = sample_windows(tokens, span, n, seed=[p.seed, span])
-        result = (sliding_perplexity(model, samples, length, p.stride) if p.mode == "sliding"
-                  else perplexity(model, samples))
+        result = (sliding_perplexity(model, samples, length, p.stride, progress=f"{label} {length}")
+                  if p.mode == "sliding" else perplexity(model, samples, progress=f"{label} {length}"))
         print(records.add(keys[length], result, starts, time.time() - t0, documents))
 records.save(snakemake.output.perplexity, snakemake.output.windows)

@@ -1,7 +1,5 @@
 """Passkey retrieval over lengths × needle depths and RULER-style needle tasks for one model under one scaling.
 Lengths stop at `beyond_target` × the scaling's target, as the perplexity evaluation."""
-import sys
-
 import pandas as pd
 import torch
 
@@ -9,9 +7,10 @@ from longrope.data.tokenizer import load_tokenizer
 from longrope.evaluation.perplexity import evaluation_lengths
 from longrope.evaluation.retrieval import needle_score, passkey_accuracy
 from longrope.evaluation.subjects import subject_scaling
+from longrope.logs import to_rule_log
 from longrope.model import compute_dtype, load_model
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+to_rule_log(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 
 p = snakemake.params
@@ -22,10 +21,11 @@ subject = {"model": p.model, "method": p.label, "scale": scaling.scale}
 
 passkey = [{**subject, **row} for n in evaluation_lengths(scaling, p.passkey["lengths"], p.beyond_target)
            for row in passkey_accuracy(model, tokenizer, n, p.passkey["depths"], p.passkey["trials"],
-                                       p.passkey["seed"], with_task=p.passkey["task_line"])]
+                                       p.passkey["seed"], with_task=p.passkey["task_line"], progress=f"passkey {n}")]
 for row in passkey:
     print(row)
-needles = [{**subject, **needle_score(model, tokenizer, task, n, p.needles["trials"], p.needles["seed"])}
+needles = [{**subject, **needle_score(model, tokenizer, task, n, p.needles["trials"], p.needles["seed"],
+                                      progress=f"{task} {n}")}
            for task in p.needles["tasks"] for n in evaluation_lengths(scaling, p.needles["lengths"], p.beyond_target)]
 for row in needles:
     print(row)

@@ -1,11 +1,10 @@
 """Write the exported model as one GGUF file for llama.cpp (export.gguf): weights in the configured type, the
 tokenizer, and the LongRoPE factor sets, attention factor, switch length and extended context as llama.cpp reads
 them."""
-import sys
-
 from longrope.export.gguf import write_gguf
+from longrope.logs import to_rule_log
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+to_rule_log(snakemake.log[0])
 
 summary = write_gguf(snakemake.input.model, snakemake.output.gguf, dtype=snakemake.params.dtype)
 print(f"{snakemake.input.model} → {snakemake.output.gguf}")

@@ -1,16 +1,15 @@
 """Save the extended model (weights of the searched model, the export stage's RoPE scaling under export.switch and
 export.n_hat) as a checkpoint, with its tokenizer, and check that stock transformers computes this package's forward
 on it at the check lengths: under export.n_hat: zero the job fails unless the two are identical at every length."""
-import sys
-
 import pandas as pd
 import torch
 
 from longrope.export.hf import check_n_hat, compare_with_stock, export_checkpoint
 from longrope.factors import load_factors
+from longrope.logs import to_rule_log
 from longrope.model import compute_dtype
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+to_rule_log(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 
 p = snakemake.params

@@ -1,9 +1,8 @@
 """Fetch a hub model (safetensors weights, config, tokenizer) at a pinned revision, linked into the base folder."""
-import sys
-
+from longrope.logs import to_rule_log
 from longrope.sources.hub import fetch_model
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+to_rule_log(snakemake.log[0])
 
 p, out = snakemake.params, snakemake.output
 record = fetch_model(p.repo, p.revision, "base_model.path", out.model, out.manifest)

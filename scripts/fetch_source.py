@@ -1,9 +1,8 @@
 """Fetch a hub dataset's files at a pinned revision into the hub cache, recording the commit in a manifest."""
-import sys
-
+from longrope.logs import to_rule_log
 from longrope.sources.hub import fetch
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+to_rule_log(snakemake.log[0])
 
 source = snakemake.params.source
 record = fetch(source.repo, "dataset", source.revision, list(source.patterns), f"{source.key}.hub",

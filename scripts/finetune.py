@@ -13,6 +13,7 @@ import torch
 
 from longrope.data.tokenizer import load_tokenizer
 from longrope.data.tokens import TokenStore
+from longrope.logs import log_to
 from longrope.model import load_model, save_extended, training_precision
 from longrope.patching import tile_mlp
 from longrope.plan import FinetuneSettings
@@ -35,6 +36,8 @@ parser.add_argument("--work-dir", required=True, help="checkpoints; a rerun resu
 parser.add_argument("--settings", required=True, help="the stage's fine-tune settings as JSON")
 parser.add_argument("--sequence", type=int, default=1, help="ranks that share each row (sequence parallelism)")
 args = parser.parse_args()
+# The rule sends this program's stderr to its log; the package's messages (a resume) go with it.
+log_to(sys.stderr)
 
 settings = json.loads(args.settings)
 dtype = settings.pop("dtype")  # compute.dtype as configured; resolved here, on the machine that trains

@@ -1,6 +1,5 @@
 """A harness suite's tables from every subject's per-sample scores: the suite's table (Table 8's layout, or RULER
 by length with each subject's effective length), and RULER's plot or the short-task retention."""
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -8,8 +7,9 @@ import pandas as pd
 from longrope.evaluation.report import latex, markdown
 from longrope.harness.report import plot_ruler, retention, ruler_table, suite_table
 from longrope.harness.suites import Suite
+from longrope.logs import to_rule_log
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+to_rule_log(snakemake.log[0])
 
 p = snakemake.params
 suite = Suite.from_config(p.name, p.suite)

@@ -1,7 +1,6 @@
 """The tidy results (one row per measurement, and one per scored window) and every paper-style table derived from
 them, each as CSV, Markdown and LaTeX. No number is typed in by hand; every number carries its 95 % interval and
 every comparison is paired on identical windows."""
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -10,8 +9,9 @@ from longrope.evaluation.records import read_records
 from longrope.evaluation.report import (PairedWindows, ablation, extended_models, finetune_effect, latex, markdown, n_hat_effect,
                                        needle_table, passkey_table, perplexity_by_length, search_vs_baselines,
                                        short_recovery)
+from longrope.logs import to_rule_log
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+to_rule_log(snakemake.log[0])
 
 p = snakemake.params
 tidy = {key: pd.concat([pd.read_csv(f) for f in snakemake.input[key]], ignore_index=True) for key in ("passkey", "needles")}

@@ -3,16 +3,16 @@ model card (longrope.export.card): base model, corpora, the factors' provenance,
 factor sets, and the measured parity."""
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pandas as pd
 
 from longrope.export.card import CardFacts, write_model_card
 from longrope.factors import FoundFactors
+from longrope.logs import to_rule_log
 from longrope.model import saved_scaling
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+to_rule_log(snakemake.log[0])
 
 p = snakemake.params
 checkpoint, out = Path(snakemake.input.model), Path(snakemake.output.model)

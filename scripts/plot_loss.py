@@ -1,9 +1,8 @@
 """Training-loss curve from a loss log CSV."""
-import sys
-
 import pandas as pd
 
 from longrope.evaluation.report import plot_loss
+from longrope.logs import to_rule_log
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+to_rule_log(snakemake.log[0])
 plot_loss(pd.read_csv(snakemake.input[0]), snakemake.output[0])

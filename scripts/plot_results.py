@@ -1,13 +1,12 @@
 """The paper-style plots: perplexity against length, the passkey heat-map, λ per frequency pair."""
-import sys
-
 import pandas as pd
 
 from longrope.evaluation.report import plot_factors, plot_passkey, plot_perplexity
 from longrope.factors import FoundFactors
+from longrope.logs import to_rule_log
 from longrope.rope import RopeScaling, critical_dimension, equivalent_factors, rope_geometry
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+to_rule_log(snakemake.log[0])
 
 p, out = snakemake.params, snakemake.output[0]
 if snakemake.rule == "plot_perplexity":

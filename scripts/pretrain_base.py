@@ -1,15 +1,15 @@
 """Pretrain the embedded default's tiny Llama at L0 (checkpoints in params.work_dir; a rerun resumes)."""
 import shutil
-import sys
 
 import torch
 
 from longrope.data.tokenizer import load_tokenizer
 from longrope.data.tokens import load_tokens
+from longrope.logs import to_rule_log
 from longrope.model import tiny_llama
 from longrope.training.loop import TrainConfig, train
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "a", buffering=1)
+to_rule_log(snakemake.log[0], append=True)
 torch.set_num_threads(snakemake.threads)
 
 p = snakemake.params

@@ -16,10 +16,11 @@ from longrope.plan import SearchSettings
 from longrope.rope import RopeScaling, critical_dimension, equivalent_factors, rope_geometry
 from longrope.search.engine import search
 from longrope.factors import FoundFactors, load_factors
+from longrope.logs import to_rule_log
 from longrope.search.fitness import FitnessPool, FitnessSpec
 from longrope.search.windows import fitness_documents, fitness_lengths, fitness_windows
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "a", buffering=1)
+to_rule_log(snakemake.log[0], append=True)
 
 p = snakemake.params
 settings = SearchSettings.from_dict(p.search)

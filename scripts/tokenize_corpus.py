@@ -1,13 +1,13 @@
 """A token store: one role's share of its source (longrope.data.sources), encoded in batches on the job's threads."""
 import os
-import sys
 
 from longrope.data.sources import documents_of
 from longrope.data.tokenizer import load_tokenizer
 from longrope.data.tokens import CHARS_PER_THREAD, StoreWriter, encode_in_batches
+from longrope.logs import to_rule_log
 from longrope.sources.hub import source_files
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+to_rule_log(snakemake.log[0])
 # The batch encoder runs on the job's threads, not on every core of the machine; it reads this at its first batch.
 os.environ["RAYON_NUM_THREADS"] = str(snakemake.threads)
 

@@ -1,11 +1,10 @@
 """Train (BPE), declare (bytes) or copy (a pretrained model's own) the tokenizer, as a Hugging Face tokenizer folder."""
-import sys
-
 from longrope.data.sources import documents_of
 from longrope.data.tokenizer import load_tokenizer, train_tokenizer
+from longrope.logs import to_rule_log
 from longrope.sources.hub import source_files
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+to_rule_log(snakemake.log[0])
 
 kind = snakemake.params.kind
 if kind == "pretrained":

@@ -15,6 +15,7 @@ ALLOWED = {
     "patching": {"rope"},
     "model": {"rope", "patching"},
     "factors": {"rope"},
+    "logs": set(),  # where a job's messages go; the scripts set it up, no part needs it
     "data": set(),
     "sources": set(),
     "parallelism": {"rope", "patching", "model"},

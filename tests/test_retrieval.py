@@ -5,7 +5,8 @@ import torch
 
 from longrope.data.tokenizer import byte_tokenizer
 from longrope.evaluation.perplexity import perplexity, sliding_perplexity
-from longrope.evaluation.retrieval import (NEEDLE_TASKS, first_integer, greedy, needle_example, passkey_correct, passkey_trials, string_match_all)
+from longrope.evaluation.retrieval import (NEEDLE_TASKS, first_integer, greedy, needle_example, needle_score,
+                                         passkey_accuracy, passkey_correct, passkey_trials, string_match_all)
 
 
 @pytest.mark.parametrize("output, key, correct", [
@@ -81,3 +82,21 @@ def test_sliding_perplexity_of_a_uniform_model_is_the_vocabulary_size(tiny_model
         tiny_model.lm_head.weight.zero_()  # tied: every logit is 0, every token has probability 1/258
     documents = np.random.default_rng(0).integers(0, 258, (1, 90))
     assert sliding_perplexity(tiny_model, documents, window=40, stride=10).ppl == pytest.approx(258, rel=1e-5)
+
+
+def test_a_progress_bar_shows_on_stderr_and_changes_no_result(tiny_model, capsys):
+    """The scripts label a bar for each evaluation and retrieval loop; unlabelled (the default), none is drawn."""
+    windows = np.random.default_rng(0).integers(0, 258, (3, 40))
+    tok = byte_tokenizer()
+    plain = (perplexity(tiny_model, windows).unit_nll, sliding_perplexity(tiny_model, windows, 20, 10).unit_nll,
+             passkey_accuracy(tiny_model, tok, 300, [0.0, 1.0], 2, seed=3),
+             needle_score(tiny_model, tok, "niah_single", 200, 2, seed=3))
+    assert capsys.readouterr().err == ""
+    labelled = (perplexity(tiny_model, windows, progress="ppl 40").unit_nll,
+                sliding_perplexity(tiny_model, windows, 20, 10, progress="sliding 40").unit_nll,
+                passkey_accuracy(tiny_model, tok, 300, [0.0, 1.0], 2, seed=3, progress="passkey 300"),
+                needle_score(tiny_model, tok, "niah_single", 200, 2, seed=3, progress="niah_single 200"))
+    err = capsys.readouterr().err
+    assert all(label in err for label in ("ppl 40", "sliding 40", "passkey 300", "niah_single 200")), err
+    assert np.array_equal(plain[0], labelled[0]) and np.array_equal(plain[1], labelled[1])
+    assert plain[2:] == labelled[2:]

@@ -22,8 +22,10 @@ CHILD = """
 import sys, time, numpy as np, torch
 import longrope.training.loop as T
 from longrope.data.tokenizer import byte_tokenizer
+from longrope.logs import log_to
 from longrope.model import tiny_llama
 torch.set_num_threads(1)
+log_to(sys.stderr)  # the package's messages (the resume) are shown only where a program asks for them
 work, out, delay, backend = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 short_fraction = float(sys.argv[5])
 slow = T.batch_at

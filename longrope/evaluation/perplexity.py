@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from longrope.data.windows import NestedWindows
 from longrope.evaluation.stats import exp_nll, perplexity_interval
@@ -50,6 +52,13 @@ def check_scored(windows: np.ndarray, scored: np.ndarray | None) -> None:
         raise ValueError("every window needs a scored token after its first (the first is never predicted)")
 
 
+def progress_bar(items, progress: str | None, unit: str = "window", total: int | None = None):
+    """`items` with a progress bar labelled `progress` on stderr (in a rule's log, a line at most every 5 s); without
+    one when `progress` is None."""
+    return tqdm(items, desc=progress, unit=unit, total=total, file=sys.stderr, mininterval=5,
+                disable=progress is None)
+
+
 def window_nll(nll: torch.Tensor, scored: np.ndarray | None) -> torch.Tensor:
     """Each row's mean of `nll` (B, T-1) from next_token_nll, whose entry t is the NLL of token t + 1, over the
     tokens `scored` (T,) marks; over all when None."""
@@ -59,57 +68,63 @@ def window_nll(nll: torch.Tensor, scored: np.ndarray | None) -> torch.Tensor:
 
 
 @torch.no_grad()
-def perplexity(model, windows: np.ndarray, scored: np.ndarray | None = None) -> Perplexity:
+def perplexity(model, windows: np.ndarray, scored: np.ndarray | None = None,
+               progress: str | None = None) -> Perplexity:
     """One forward per window, as the official evaluator; with `scored` (bool, the windows' shape) a window's NLL is
     the mean over the tokens it marks only (needle-driven fitness). A window whose NLL is not finite makes the
-    perplexity infinite rather than an error: a diverging scaling is a result, not a crash."""
+    perplexity infinite rather than an error: a diverging scaling is a result, not a crash. `progress` labels a
+    progress bar over the windows (none by default: a search's rescoring calls this for every candidate)."""
     check_scored(windows, scored)
     device = next(model.parameters()).device
     masks = [None] * len(windows) if scored is None else scored
     per_window = [window_nll(next_token_nll(model, torch.as_tensor(w, device=device)[None]), m).item()
-                  for w, m in zip(windows, masks)]
+                  for w, m in progress_bar(zip(windows, masks), progress, total=len(windows))]
     tokens = len(windows) * (windows.shape[1] - 1) if scored is None else int(scored[:, 1:].sum())
     return Perplexity(np.asarray(per_window), tokens)
 
 
 @torch.no_grad()
 def truncated_perplexities(model, tokens: np.ndarray, windows: NestedWindows, lengths: list[int],
-                           scaling: RopeScaling) -> tuple[dict[int, Perplexity], dict[int, float]]:
+                           scaling: RopeScaling, progress: str | None = None
+                           ) -> tuple[dict[int, Perplexity], dict[int, float]]:
     """Perplexity at each of `lengths` on the nested windows, and the seconds spent on forwards of each length.
 
     A span is run once at the longest of `lengths` it serves; each shorter window is its prefix's mean NLL —
     exactly what a forward of the shorter window alone gives, since the model is causal, as long as the scaling
     rotates both the same (RopeScaling.regime of the model's input length, one token short of the window).
-    Lengths in different regimes (dynamic NTK, a short factor set's switch) are run separately."""
+    Lengths in different regimes (dynamic NTK, a short factor set's switch) are run separately. `progress` labels
+    a progress bar over the forwards."""
     device = next(model.parameters()).device
     unit_nll = {n: [] for n in lengths}
     seconds = dict.fromkeys(lengths, 0.0)
-    for _, group in itertools.groupby(sorted(lengths), key=lambda n: scaling.regime(n - 1)):
-        group = list(group)
-        for span, start in enumerate(windows.starts_at(group[0])):
-            served = [n for n in group if span < windows.counts[n]]
-            t0 = time.time()
-            ids = torch.as_tensor(tokens[start : start + served[-1]].astype(np.int64), device=device)[None]
-            nll = next_token_nll(model, ids)[0]
-            for n in served:
-                unit_nll[n].append(nll[: n - 1].mean().item())
-            seconds[served[-1]] += time.time() - t0
+    groups = [list(group) for _, group in itertools.groupby(sorted(lengths), key=lambda n: scaling.regime(n - 1))]
+    forwards = [(group, span, start) for group in groups for span, start in enumerate(windows.starts_at(group[0]))]
+    for group, span, start in progress_bar(forwards, progress):
+        served = [n for n in group if span < windows.counts[n]]
+        t0 = time.time()
+        ids = torch.as_tensor(tokens[start : start + served[-1]].astype(np.int64), device=device)[None]
+        nll = next_token_nll(model, ids)[0]
+        for n in served:
+            unit_nll[n].append(nll[: n - 1].mean().item())
+        seconds[served[-1]] += time.time() - t0
     return {n: Perplexity(np.asarray(v), len(v) * (n - 1)) for n, v in unit_nll.items()}, seconds
 
 
 @torch.no_grad()
-def sliding_perplexity(model, documents: np.ndarray, window: int, stride: int) -> Perplexity:
+def sliding_perplexity(model, documents: np.ndarray, window: int, stride: int,
+                       progress: str | None = None) -> Perplexity:
     """Sliding-window perplexity over whole documents, as the official evaluator without its 10-window cap.
 
     Windows of `window` tokens start every `stride` tokens; each scores only the tokens no earlier window
     scored (the first scores all of its own). Result: exp(mean over all windows of their mean NLL); documents
     are equally long, so that is also the mean over documents of each document's mean over its windows.
+    `progress` labels a progress bar over the documents.
     """
     if not 0 < stride <= window:
         raise ValueError(f"stride must lie in [1, window = {window}], got {stride}")
     device = next(model.parameters()).device
     per_document, scored = [], 0
-    for document in documents:
+    for document in progress_bar(documents, progress, unit="document"):
         per_window, scored_until = [], 0  # every position below scored_until has been scored
         for begin in range(0, len(document) - 1, stride):
             end = min(begin + window, len(document))

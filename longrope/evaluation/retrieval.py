@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from longrope.data.prompts import fill_to_length, passkey_prompt
+from longrope.evaluation.perplexity import progress_bar
 from longrope.evaluation.stats import wilson_interval
 
 # ---------------------------------------------------------------------------------------------
@@ -68,11 +69,12 @@ def passkey_trials(tokenizer, length: int, depths: list[float], trials: int, see
 
 
 def passkey_accuracy(model, tokenizer, length: int, depths: list[float], trials: int, seed: int,
-                     with_task: bool = True, max_new_tokens: int = 8) -> list[dict]:
+                     with_task: bool = True, max_new_tokens: int = 8, progress: str | None = None) -> list[dict]:
     """One row per depth: accuracy over `trials` seeded keys with the needle at that depth, with its Wilson
-    95 % interval."""
+    95 % interval. `progress` labels a progress bar over the trials."""
     hits: dict[float, int] = {d: 0 for d in depths}
-    for depth, key, prompt in passkey_trials(tokenizer, length, depths, trials, seed, with_task):
+    for depth, key, prompt in progress_bar(passkey_trials(tokenizer, length, depths, trials, seed, with_task),
+                                           progress, unit="trial", total=len(depths) * trials):
         hits[depth] += passkey_correct(tokenizer.decode(greedy(model, prompt.prompt, max_new_tokens)), key)
     return [{"length": length, "depth": d, "trials": trials, "accuracy": hits[d] / trials,
              **dict(zip(("accuracy_lo", "accuracy_hi"), wilson_interval(hits[d], trials)))} for d in depths]
@@ -133,10 +135,12 @@ def _fill(tokenizer, length: int, needles: list[str], question: str, expected: l
     return NeedleExample(prompt, expected, answer_tokens + 4)
 
 
-def needle_score(model, tokenizer, task: str, length: int, trials: int, seed: int) -> dict:
+def needle_score(model, tokenizer, task: str, length: int, trials: int, seed: int,
+                 progress: str | None = None) -> dict:
+    """RULER's score of `task` at `length` over `trials` seeded prompts; `progress` labels a progress bar over them."""
     rng = np.random.default_rng([seed, length, NEEDLE_TASKS.index(task)])
     scores = []
-    for _ in range(trials):
+    for _ in progress_bar(range(trials), progress, unit="trial"):
         example = needle_example(task, tokenizer, length, rng)
         output = tokenizer.decode(greedy(model, example.prompt, example.max_new_tokens))
         scores.append(string_match_all(output, example.expected))

@@ -3,7 +3,7 @@ perplexity of the same windows under each (95 % t interval), each set's ratio to
 set (seeded paired bootstrap), and passkey accuracy (Wilson interval). For comparing searches that differ in one
 setting (fitness, fidelity, ...) — the issue "search beyond the paper" measurements.
 
-    .venv/bin/python -m longrope.tools.compare_factors --model results/base/model --factors ppl=a/factors.json \\
+    longrope-compare-factors --model results/base/model --factors ppl=a/factors.json \\
         needle=b/factors.json --tokens results/data/stores/heldout-evaluation-<digest> --tokenizer results/data/tokenizer --windows 17
 """
 import argparse
@@ -56,11 +56,11 @@ def main():
     nll, rows = {}, {}
     for name, scaling in scalings.items():
         apply_rope_scaling(model, scaling)
-        result = perplexity(model, windows)
+        result = perplexity(model, windows, progress=name)
         nll[name], rows[name] = result.unit_nll, result.summary()
         if args.passkey_trials and name in searched:
             hits = passkey_accuracy(model, tokenizer, target, args.depths, args.passkey_trials, args.seed,
-                                    with_task=args.task_line)
+                                    with_task=args.task_line, progress=f"{name} passkey")
             rows[name]["passkey"] = hits
         print(json.dumps({"scaling": name, **{k: v for k, v in rows[name].items() if k != "passkey"}}), flush=True)
 

@@ -4,7 +4,7 @@ run's perplexity over the first's on the same windows, with a seeded paired-boot
 a change of config or code moved, and by how much. Rows scored on different windows are refused (evaluate both runs
 with the same evaluation settings).
 
-    .venv/bin/python -m longrope.tools.compare_runs --a before/results --b after/results [--moved-only]
+    longrope-compare-runs --a before/results --b after/results [--moved-only]
 """
 import argparse
 from pathlib import Path

@@ -3,7 +3,7 @@ package's loader, llama.cpp and (on a GPU) vLLM on the same held-out windows, on
 (longrope.export.parity), as a Markdown table. The workflow's `engine_parity` rule (export.parity) writes the same
 table into results/tables; this tool runs it on any exported folder and GGUF.
 
-    .venv/bin/python -m longrope.tools.engine_parity --model results/export/model \
+    longrope-engine-parity --model results/export/model \
         --tokens results/data/stores/heldout-evaluation-<digest> --lengths 64 128 256 512 1024 2048
 
 Without --gguf the model's GGUF is written first (longrope.export.gguf, --dtype). Windows are drawn from the token
@@ -18,7 +18,6 @@ from pathlib import Path
 
 from longrope.data.tokens import TokenStore
 from longrope.evaluation.report import markdown
-from longrope.export.gguf import write_gguf
 from longrope.export.parity import KV_CACHE_TYPES, engine_parity, parity_table, parity_windows
 
 
@@ -42,6 +41,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         gguf_path = args.gguf or Path(scratch) / "model.gguf"
         if not args.gguf:
+            from longrope.export.gguf import write_gguf  # here: --help and a given GGUF need no gguf package
+
             write_gguf(args.model, gguf_path, dtype=args.dtype)
         t0 = time.time()
         rows = engine_parity(args.model, gguf_path, windows, kv_caches=tuple(args.kv_cache), threads=args.threads,

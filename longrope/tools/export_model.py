@@ -2,7 +2,7 @@
 (the official code's CSVs) — as the workflow's `export` rule does: a checkpoint stock transformers and vLLM load,
 with the factor sets `--switch` chooses; `--gguf` also writes llama.cpp's file (longrope.export.gguf).
 
-    .venv/bin/python -m longrope.tools.export_model --model results/base/model --factors my_factors.json \\
+    longrope-export --model results/base/model --factors my_factors.json \\
         --tokenizer results/base/model --out exported [--switch dynamic] [--n-hat zero] [--gguf exported.gguf --dtype f16]
 
 --n-hat zero (the default) refuses factors with n̂ > 0, which stock transformers, vLLM and llama.cpp drop; keep writes
@@ -13,7 +13,6 @@ A hand-written factors.json needs only {"scaling": {...}}: a RopeScaling as a di
 """
 import argparse
 
-from longrope.export.gguf import write_gguf
 from longrope.export.hf import N_HAT_POLICIES, SWITCHES, export_checkpoint
 from longrope.factors import load_factors
 
@@ -37,6 +36,8 @@ def main() -> None:
     print(f"{args.out}: long factors up to {max(scaling.factors):g}, switch length {scaling.switch_length}, "
           f"short set {'its own' if scaling.short_factors else 'equal to the long set'}")
     if args.gguf:
+        from longrope.export.gguf import write_gguf  # here: the gguf extra is needed only with --gguf
+
         for key, value in write_gguf(args.out, args.gguf, dtype=args.dtype).items():
             print(f"{args.gguf}: {key} = {value}")
 

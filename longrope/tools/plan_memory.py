@@ -1,6 +1,6 @@
 """Per-GPU memory of every heavy job of a workflow config, and the smallest parallel.sequence that fits each.
 
-    .venv/bin/python -m longrope.tools.plan_memory --configfile config/paper/llama2-7b.yaml [--gpu-memory-gb 80]
+    longrope-plan-memory --configfile config/paper/llama2-7b.yaml [--gpu-memory-gb 80]
 
 The config is read through the plan (longrope.plan), without requiring the model, tokenizer or books to be here: a
 cluster's run can be planned from anywhere. The model's shapes come from the base model's config.json, else from

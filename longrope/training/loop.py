@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
 import shutil
@@ -20,6 +21,8 @@ from tqdm import tqdm
 from longrope.data.chunks import Chunks
 from longrope.data.prompts import passkey_training_example
 from longrope.model import next_token_nll
+
+logger = logging.getLogger(__name__)
 
 SCHEDULES = ("cosine", "linear", "constant")
 
@@ -309,7 +312,7 @@ def _resume(backend, work_dir: Path, loss_csv: Path, cfg: TrainConfig) -> int:
             rows = [r for r in csv.reader(f)][1:]
         with loss_csv.open("w", newline="") as f:
             csv.writer(f).writerows([LOG_HEADER, *(r for r in rows if int(r[0]) <= step)])
-    print(f"resuming from {ckpt} (step {step})", file=sys.stderr)
+    logger.info("resuming from %s (step %d)", ckpt, step)
     return step
 
 
