@@ -5,7 +5,7 @@ config made, and at every checkpoint scores, with plain RoPE: passkey at L0 and 
 depths at every step) and held-out perplexity at L0 and 8·L0 (the same windows). What a shipped base must reach:
 passkey at L0 ≥ 90 % with a Wilson lower bound ≥ 0.8, ≤ 10 % at 4·L0, ppl(8·L0) / ppl(L0) ≥ 2.
 
-    longrope-learning-curve --run results-dir --set train.steps=3000 train.passkey_fraction=0.3 --out curve/a
+    python -m longrope.tools.base_learning_curve --run results-dir --set train.steps=3000 train.passkey_fraction=0.3 --out curve/a
 
 Rerunning the same command resumes from the last checkpoint in --out.
 """
@@ -22,6 +22,8 @@ import yaml
 
 from longrope.data.tokenizer import load_tokenizer
 from longrope.data.tokens import load_tokens
+from longrope.data.windows import sample_windows
+from longrope.evaluation.perplexity import perplexity
 from longrope.evaluation.retrieval import passkey_accuracy
 from longrope.evaluation.stats import wilson_interval
 from longrope.model import tiny_llama
@@ -52,16 +54,6 @@ def recipe(config: dict, overrides: list[str]) -> dict:
 
 
 @torch.no_grad()
-def heldout_ppl(model, tokens: np.ndarray, length: int, windows: int) -> float:
-    """exp of the mean next-token loss over `windows` evenly spaced windows of `length` tokens."""
-    starts = np.linspace(0, len(tokens) - length - 1, windows).astype(int)
-    losses = []
-    for start in starts:
-        ids = torch.from_numpy(np.asarray(tokens[start : start + length], dtype=np.int64))[None]
-        losses.append(model(input_ids=ids, labels=ids).loss.item())
-    return float(np.exp(np.mean(losses)))
-
-
 def probe(model, tokenizer, heldout, l0: int, trials: int, windows: int) -> dict:
     row = {}
     for name, length in (("passkey_l0", l0), ("passkey_4l0", 4 * l0)):
@@ -69,8 +61,8 @@ def probe(model, tokenizer, heldout, l0: int, trials: int, windows: int) -> dict
         hits = sum(round(c["accuracy"] * c["trials"]) for c in cells)
         n = trials * len(DEPTHS)
         row[name], (row[f"{name}_lo"], row[f"{name}_hi"]) = hits / n, wilson_interval(hits, n)
-    row["ppl_l0"], row["ppl_8l0"] = heldout_ppl(model, heldout, l0, windows), heldout_ppl(model, heldout, 8 * l0,
-                                                                                          windows)
+    for name, length in (("ppl_l0", l0), ("ppl_8l0", 8 * l0)):  # the same seeded windows at every checkpoint
+        row[name] = perplexity(model, sample_windows(heldout, length, windows, seed=0)).ppl
     row["ppl_ratio"] = row["ppl_8l0"] / row["ppl_l0"]
     return row
 
