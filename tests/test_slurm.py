@@ -93,11 +93,23 @@ def slurm(tmp_path_factory):
         wait_for(lambda: sinfo() == "idle", 30, f"the node is not idle (sinfo: {sinfo()!r}; logs in {home})")
         yield home
     finally:
-        pids = [int(p.read_text()) for p in pid_files if p.is_file()]
-        for pid in filter(pid_alive, pids):
-            os.kill(pid, 15)
-        wait_for(lambda: not any(pid_alive(p) for p in pids), 60, "the SLURM daemons did not stop")  # slurmd: ~18 s
+        stop(pid_files, home)
         SLURM_CONF.unlink(missing_ok=True)
+
+
+def stop(pid_files, home):
+    """Let the job steps end, then stop the daemons in the reverse of their start: a step's slurmstepd reports its end
+    to slurmctld through munged after srun returns, and with those gone it retries until slurmd kills it (~90 s)."""
+    if pid_files and pid_files[-1].name == "slurmd.pid":
+        steps = lambda: subprocess.run(["squeue", "-h", "-s", "-o", "%i"], capture_output=True, text=True).stdout.strip()
+        wait_for(lambda: not steps(), 60, f"job steps still run (squeue: {steps()!r}; logs in {home})")
+    for pid_file in reversed(pid_files):
+        if not pid_file.is_file():
+            continue
+        pid = int(pid_file.read_text())
+        if pid_alive(pid):
+            os.kill(pid, 15)
+        wait_for(lambda: not pid_alive(pid), 60, f"{pid_file.stem} did not stop (logs in {home})")  # slurmd: ~18 s
 
 
 def write_slurm_conf(home):
