@@ -100,7 +100,7 @@ def slurm(tmp_path_factory):
 def stop(pid_files, home):
     """Let the job steps end, then stop the daemons in the reverse of their start: a step's slurmstepd reports its end
     to slurmctld through munged after srun returns, and with those gone it retries until slurmd kills it (~90 s)."""
-    if pid_files and pid_files[-1].name == "slurmd.pid":
+    if home / "slurmd.pid" in pid_files:  # slurmd started: its jobs may still have steps
         steps = lambda: subprocess.run(["squeue", "-h", "-s", "-o", "%i"], capture_output=True, text=True).stdout.strip()
         wait_for(lambda: not steps(), 60, f"job steps still run (squeue: {steps()!r}; logs in {home})")
     for pid_file in reversed(pid_files):
