@@ -27,6 +27,7 @@ from longrope.data.sources import ROLES, Selection, Source, SourceError
 from longrope.harness.suites import Suite
 from longrope.parallelism.memory import sequence_split_error
 from longrope.search.engine import SearchConfig, config_from_settings
+from longrope.shipped import MANIFEST, read_manifest
 from longrope.training.deepspeed_config import load_deepspeed_config
 
 TOKENIZER = "results/data/tokenizer"  # a Hugging Face tokenizer folder
@@ -284,7 +285,7 @@ class Plan:
         base model's folder, its GGUF and tokenizer and the books need not exist here."""
         workflow_dir = Path(workflow_dir)
         _validate_schema(config, workflow_dir / "config" / "schema.yaml")
-        base = _base_model(config, require_files)
+        base = _base_model(config, workflow_dir, require_files)
         export = ExportSettings.from_config(config["export"]) if "export" in config else None
         held_at_zero = _exported_stages(config) if export and export.n_hat == "zero" else ()
         stages = {}
@@ -367,6 +368,10 @@ class Plan:
         if self.base.source == "pretrain":
             pretrain = self.config["pretrain"]
             base.update(architecture=pretrain["model"], steps=pretrain["train"]["steps"], seed=pretrain["seed"])
+        elif self.base.source == "path" and Path(self.base.folder, MANIFEST).is_file():  # the shipped base
+            shipped = read_manifest(self.base.folder)
+            base.update({"shipped recipe (sha256)": shipped["recipe_sha256"], "trained at commit": shipped["commit"],
+                         "steps": shipped["steps"], "seed": shipped["seed"], "trained on": shipped["cpu"]})
         return {"base": base, "corpora": {role: self.selection(role).describe() for role in ROLES}}
 
     def check_lengths(self) -> list[int]:
@@ -522,9 +527,11 @@ def _validate_schema(config: dict, schema_path: Path) -> None:
         raise PlanError(f"{where}: {error.message}") from None
 
 
-def _base_model(config: dict, require_files: bool) -> BaseModel:
+def _base_model(config: dict, workflow_dir: Path, require_files: bool) -> BaseModel:
     base = config["base_model"]
     path, gguf, revision = base["path"], base["gguf"], base["revision"]
+    if path is not None and not Path(path).is_absolute() and not Path(path).exists() and (workflow_dir / path).exists():
+        path = str(workflow_dir / path)  # the shipped base (data/base) when the workflow runs as another's module
     if path is not None and gguf is not None:
         raise PlanError("base_model: set path (a Hugging Face folder or hub id) or gguf (a GGUF file to convert), "
                         "not both")

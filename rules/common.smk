@@ -1,10 +1,12 @@
 # Snakemake glue: the plan (longrope.plan, validated once) and the input functions rules share.
 import json
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
 from longrope.config_merge import typed_command_line, with_default
 from longrope.plan import CHAIN_PRIORITY, SOURCE_MANIFESTS, STORES, TOKENIZER, Plan, PlanError
+from longrope.shipped import PRETRAIN_LOSS
 
 try:
     # The user's values over the embedded default, nested --config values typed (Snakemake leaves them strings);
@@ -61,8 +63,16 @@ def export_outputs():
             *(["results/tables/engine_parity.md"] if export.parity else [])]
 
 
+def pretrain_loss():
+    """The base model's training loss: pretrained here, or shipped beside its weights (data/base); None otherwise."""
+    if PLAN.base.source == "pretrain":
+        return "results/base/pretrain_loss.csv"
+    shipped = Path(BASE_MODEL, PRETRAIN_LOSS)
+    return str(shipped) if PLAN.base.source == "path" and shipped.is_file() else None
+
+
 def pretrain_outputs():
-    return ["results/plots/pretrain_loss.png"] if PLAN.base.source == "pretrain" else []
+    return ["results/plots/pretrain_loss.png"] if pretrain_loss() else []
 
 
 def search_inputs(run):

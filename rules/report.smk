@@ -87,7 +87,7 @@ rule plot_factors:
 
 rule plot_pretrain_loss:
     input:
-        "results/base/pretrain_loss.csv",
+        pretrain_loss(),
     output:
         report("results/plots/pretrain_loss.png", caption="../report/pretrain_loss.rst", category="Training"),
     log:

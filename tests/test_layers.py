@@ -23,11 +23,12 @@ ALLOWED = {
     "search": CORE | {"data", "parallelism", "evaluation"},
     "training": {"rope", "patching", "model", "data", "parallelism"},
     "export": CORE | {"data", "evaluation"},
-    "plan": {"data", "search", "parallelism", "training", "harness"},
+    "shipped": set(),  # the base model in data/base: its manifest and checksums
+    "plan": {"data", "search", "parallelism", "training", "harness", "shipped"},
     "config_merge": {"plan"},  # the workflow's config over the embedded default; raises the plan's PlanError
     "harness": {"evaluation"},
     "tools": CORE | {"plan", "data", "parallelism", "evaluation", "search", "training", "export", "sources", "harness",
-              "tools"},
+              "shipped", "tools"},
 }
 
 
