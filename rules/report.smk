@@ -2,7 +2,7 @@ localrules: tables, plot_perplexity, plot_passkey, plot_factors, plot_pretrain_l
 
 # Paper-style tables, each written as CSV, Markdown and LaTeX from the tidy results (scripts/make_tables.py).
 TABLES = ["table1_perplexity", "search_vs_baselines", "table2_n_hat", "table5_extended_models", "finetune_effect",
-          "table10_short_recovery", "table11_ablation", "passkey_accuracy", "needle_scores"]
+          "table10_short_recovery", "table11_ablation", "passkey_accuracy", "needle_scores", "claims"]
 PERPLEXITY_EVALUATIONS = [
     *expand("results/eval/base/{method}", method=EVAL["methods"]),
     *expand("results/eval/search/{run}", run=SEARCH_RUNS),
@@ -27,6 +27,7 @@ rule tables:
         names=TABLES,
         original_length=L0,
         search_scales=PLAN.search_scales(),
+        first_scale=next((PLAN.stages[name].scale for name in PLAN.n_hat_stages()), None),  # searched on the base
         finetuned=PLAN.finetuned(),
         bootstrap=EVAL["bootstrap"],
     log:
@@ -39,9 +40,11 @@ rule tables:
 
 rule plot_perplexity:
     input:
-        "results/tables/perplexity.csv",
+        tidy="results/tables/perplexity.csv",
+        comparison="results/tables/search_vs_baselines.csv",
     output:
         report("results/plots/perplexity.png", caption="../report/perplexity.rst", category="Perplexity"),
+        "results/plots/perplexity.svg",
     params:
         original_length=L0,
         style=PLOTS["perplexity"],
@@ -58,6 +61,7 @@ rule plot_passkey:
         "results/tables/passkey.csv",
     output:
         report("results/plots/passkey_heatmap.png", caption="../report/passkey.rst", category="Retrieval"),
+        "results/plots/passkey_heatmap.svg",
     params:
         original_length=L0,
         style=PLOTS["passkey"],
@@ -75,6 +79,7 @@ rule plot_factors:
         model=BASE_MODEL,
     output:
         report("results/plots/factors.png", caption="../report/factors.rst", category="Search"),
+        "results/plots/factors.svg",
     params:
         style=PLOTS["factors"],
     log:

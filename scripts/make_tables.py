@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from longrope.evaluation.claims import claims_table
 from longrope.evaluation.records import read_records
 from longrope.evaluation.report import (PairedWindows, ablation, extended_models, finetune_effect, latex, markdown, n_hat_effect,
                                        needle_table, passkey_table, perplexity_by_length, search_vs_baselines,
@@ -35,6 +36,8 @@ TABLES = {
     "table11_ablation": ("Ablation (paper Table 11): PI, λ only, λ + n̂", ablation(ppl, p.search_scales, pairs)),
     "passkey_accuracy": ("Passkey accuracy by length, all needle depths pooled (paper Fig. 4)", passkey_table(tidy["passkey"])),
     "needle_scores": ("RULER-style needle tasks, string_match_all", needle_table(tidy["needles"])),
+    "claims": ("The paper's claims in miniature (longrope.evaluation.claims): each with its interval and verdict",
+               claims_table(ppl, tidy["passkey"], pairs, p.original_length, p.first_scale)),
 }
 NOTE = ("Cells: value [95 % interval] — perplexity: t interval over the scored windows; accuracy and scores: Wilson. "
         "Ratios compare two rows on identical windows (seeded paired bootstrap); * marks an interval that excludes 1 "

@@ -1,7 +1,7 @@
 """Training-loss curve from a loss log CSV."""
 import pandas as pd
 
-from longrope.evaluation.report import plot_loss
+from longrope.evaluation.plots import plot_loss
 from longrope.logs import to_rule_log
 
 to_rule_log(snakemake.log[0])

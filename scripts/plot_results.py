@@ -1,7 +1,7 @@
-"""The paper-style plots: perplexity against length, the passkey heat-map, λ per frequency pair."""
+"""The paper-style plots (PNG and SVG): perplexity against length, the passkey heat-map, λ per frequency pair."""
 import pandas as pd
 
-from longrope.evaluation.report import plot_factors, plot_passkey, plot_perplexity
+from longrope.evaluation.plots import plot_factors, plot_passkey, plot_perplexity
 from longrope.factors import FoundFactors
 from longrope.logs import to_rule_log
 from longrope.rope import RopeScaling, critical_dimension, equivalent_factors, rope_geometry
@@ -10,7 +10,7 @@ to_rule_log(snakemake.log[0])
 
 p, out = snakemake.params, snakemake.output[0]
 if snakemake.rule == "plot_perplexity":
-    plot_perplexity(pd.read_csv(snakemake.input[0]), p.original_length, out, **p.style)
+    plot_perplexity(pd.read_csv(snakemake.input.tidy), pd.read_csv(snakemake.input.comparison), p.original_length, out, **p.style)
 elif snakemake.rule == "plot_passkey":
     plot_passkey(pd.read_csv(snakemake.input[0]), p.original_length, out, **p.style)
 else:  # plot_factors: the searched set of each stage (the short set for a recovery), PI/NTK/YaRN at its scale

@@ -10,7 +10,7 @@ from transformers import AutoConfig
 
 from longrope.data.tokenizer import load_tokenizer
 from longrope.data.tokens import TokenStore
-from longrope.evaluation.report import plot_convergence
+from longrope.evaluation.plots import plot_convergence
 from longrope.model import compute_dtype, dtype_name
 from longrope.plan import SearchSettings
 from longrope.rope import RopeScaling, critical_dimension, equivalent_factors, rope_geometry

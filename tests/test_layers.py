@@ -24,11 +24,12 @@ ALLOWED = {
     "training": {"rope", "patching", "model", "data", "parallelism"},
     "export": CORE | {"data", "evaluation"},
     "shipped": set(),  # the base model in data/base: its manifest and checksums
+    "docs_blocks": set(),  # the README's and docs' include blocks of committed results
     "plan": {"data", "search", "parallelism", "training", "harness", "shipped"},
     "config_merge": {"plan"},  # the workflow's config over the embedded default; raises the plan's PlanError
     "harness": {"evaluation"},
     "tools": CORE | {"plan", "data", "parallelism", "evaluation", "search", "training", "export", "sources", "harness",
-              "shipped", "tools"},
+              "shipped", "docs_blocks", "tools"},
 }
 
 

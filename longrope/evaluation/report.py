@@ -1,14 +1,10 @@
-"""Tables and plots from tidy result frames (every number comes from the results CSVs)."""
+"""Tables from tidy result frames (every number comes from the results CSVs); the plots are in plots.py."""
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from longrope.evaluation.stats import gap_closed, paired_bootstrap_ratio, wilson_interval  # noqa: E402
+from longrope.evaluation.stats import gap_closed, paired_bootstrap_ratio, wilson_interval
 
 BASELINES = ("pi", "ntk", "dynamic_ntk", "yarn")
 KEY = ["study", "model", "method", "scale", "n_hat", "length"]  # one perplexity row of the tidy results
@@ -107,6 +103,10 @@ class PairedWindows:
             raise ValueError(f"rows {[a[k] for k in KEY]} and {[b[k] for k in KEY]} were not scored on the same "
                              f"windows, so they cannot be compared paired")
         return nll_a, nll_b
+
+    def units_of(self, row: dict) -> np.ndarray:
+        """The per-window NLLs of one tidy perplexity row."""
+        return self._units(row)[1]
 
     def _units(self, row: dict):
         key = tuple(row[k] for k in KEY)
@@ -278,96 +278,3 @@ def needle_table(needles: pd.DataFrame) -> pd.DataFrame:
 def n_hat_effect(tidy: pd.DataFrame) -> pd.DataFrame:
     """Paper Table 2: PI and dynamic NTK perplexity at each stage's target length by n̂."""
     return _wide(tidy[tidy["study"] == "n_hat"], ["method", "scale", "length"], "n_hat")
-
-
-def plot_perplexity(tidy: pd.DataFrame, original_length: int, path: str, dpi: int = 120) -> None:
-    """Perplexity against length (log axes): one panel per scale, one line per (model, method) in the same colour
-    in every panel, plain RoPE in each; the band is the 95 % interval."""
-    tidy = tidy[tidy["study"] == "length"]
-    scales = sorted(s for s in tidy["scale"].unique() if s > 1) or [1.0]
-    none = tidy[tidy["method"] == "none"]
-    label = lambda model, method: method if model == "base" else f"{model} {method}"  # noqa: E731
-    labels = list(dict.fromkeys(label(m, k) for m, k in zip(tidy["model"], tidy["method"])))
-    colour = {name: plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")(i) for i, name in enumerate(labels)}
-    fig, axes = plt.subplots(1, len(scales), figsize=(4.2 * len(scales), 3.6), sharey=True, squeeze=False)
-    for ax, scale in zip(axes[0], scales):
-        panel = pd.concat([none, tidy[(tidy["scale"] == scale) & (tidy["method"] != "none")]])
-        for (model, method), rows in panel.groupby(["model", "method"], sort=False):
-            rows = rows.sort_values("length")
-            name = label(model, method)
-            ax.plot(rows["length"], rows["ppl"], marker="o", ms=3, color=colour[name], label=name)
-            ax.fill_between(rows["length"], rows["ppl_lo"], rows["ppl_hi"], color=colour[name], alpha=0.12, lw=0)
-        ax.axvline(original_length, ls="--", c="grey", lw=0.8)
-        ax.set(xscale="log", yscale="log", xlabel="evaluation length (tokens)", title=f"scale s = {scale:g}")
-        ax.grid(alpha=0.3, which="both")
-    axes[0][0].set_ylabel("perplexity (held-out)")
-    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_lines() if not h.get_label().startswith("_")}
-    fig.legend([handles[n] for n in labels if n in handles], [n for n in labels if n in handles], fontsize=8,
-               loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-
-
-def plot_passkey(passkey: pd.DataFrame, original_length: int, path: str, dpi: int = 120, cmap: str = "viridis") -> None:
-    """One heat-map per (model, method, scale): needle depth against length, colour = accuracy, each cell
-    annotated with its accuracy and Wilson 95 % interval."""
-    subjects = list(passkey.groupby(["model", "method", "scale"], sort=False))
-    fig, axes = plt.subplots(1, len(subjects), figsize=(3.2 * len(subjects), 3.2), squeeze=False, sharey=True)
-    for ax, ((model, method, scale), rows) in zip(axes[0], subjects):
-        grid, lo, hi = (rows.pivot_table(index="depth", columns="length", values=v)
-                        for v in ("accuracy", "accuracy_lo", "accuracy_hi"))
-        image = ax.imshow(grid.values, vmin=0, vmax=1, cmap=cmap, aspect="auto", origin="lower")
-        for (i, j), value in np.ndenumerate(grid.values):
-            ax.text(j, i, f"{value:.2f}\n[{lo.values[i, j]:.2f}, {hi.values[i, j]:.2f}]", ha="center", va="center",
-                    fontsize=6, color="w" if value < 0.5 else "k")
-        ax.set_xticks(range(len(grid.columns)), [f"{n / original_length:g}" for n in grid.columns])
-        ax.set_yticks(range(len(grid.index)), [f"{d:.0%}" for d in grid.index])
-        ax.set(xlabel="length (× L0)", title=f"{model}\n{scaling_label(method, scale)}")
-    axes[0][0].set_ylabel("needle depth")
-    fig.colorbar(image, ax=axes[0].tolist(), label="passkey accuracy")
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-
-
-def plot_factors(runs: dict[str, list[float]], references: dict[str, dict[str, list[float]]], path: str,
-                 critical_dimension: int, dpi: int = 120) -> None:
-    """λ against frequency-pair index for every search run (log y), with PI, NTK and YaRN at the same scale and
-    LongRoPE2's critical dimension (its pair d_tcd / 2) marked."""
-    fig, axes = plt.subplots(1, len(runs), figsize=(4 * len(runs), 3.4), squeeze=False, sharey=True)
-    for ax, (run, factors) in zip(axes[0], runs.items()):
-        for method, values in references[run].items():
-            ax.plot(values, ls="--", lw=1, label=method)
-        ax.plot(factors, marker="o", ms=3, c="k", label="searched λ")
-        ax.axvline(critical_dimension / 2, c="grey", lw=1, ls=":", label=f"critical dim {critical_dimension}")
-        ax.set(yscale="log", xlabel="frequency pair i (high → low frequency)", title=run)
-        ax.grid(alpha=0.3, which="both")
-    axes[0][0].set_ylabel("rescale factor λ_i")
-    axes[0][-1].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-
-
-def plot_loss(log: pd.DataFrame, path: str) -> None:
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    ax.plot(log["step"], log["loss"], lw=1)
-    ax.set(xlabel="step", ylabel="training loss (nats/token)", yscale="log")
-    ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def plot_convergence(history: list[dict], path: str, title: str) -> None:
-    """Best and median fitness perplexity per generation of a search."""
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    generations = [h["generation"] for h in history]
-    ax.plot(generations, [h["best"] for h in history], marker="o", ms=3, label="best")
-    ax.plot(generations, [h["median"] for h in history], marker="o", ms=3, label="median")
-    ax.set(xlabel="generation", ylabel="fitness perplexity", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

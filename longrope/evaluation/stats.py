@@ -126,3 +126,28 @@ def gap_closed(nll_searched, nll_baseline, nll_floor, resamples: int = 2000, see
         draws = share(s[pairs].mean(axis=1), b[pairs].mean(axis=1), f[floors].mean(axis=1))
     lo, hi = expanded_percentile_interval(draws, min(len(s), len(f)), level)
     return value, lo, hi
+
+
+def independent_ratio(nll_a, nll_b, level: float = LEVEL) -> tuple[float, float, float]:
+    """ppl_a / ppl_b for two perplexities measured on different units (a model at two lengths: other windows), and
+    the Welch t interval of the difference of their mean NLLs, exponentiated. Fewer than two units on a side, or a
+    non-finite NLL, give no interval (NaN)."""
+    a, b = np.asarray(nll_a, dtype=float), np.asarray(nll_b, dtype=float)
+    diff = float(a.mean() - b.mean())
+    if min(len(a), len(b)) < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return exp_nll(diff), math.nan, math.nan
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb == 0:
+        return exp_nll(diff), exp_nll(diff), exp_nll(diff)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))  # Welch-Satterthwaite
+    half = t_quantile(max(1, math.floor(df)), level) * math.sqrt(va + vb)
+    return exp_nll(diff), exp_nll(diff - half), exp_nll(diff + half)
+
+
+def proportion_difference(hits_a: int, trials_a: int, hits_b: int, trials_b: int,
+                          level: float = LEVEL) -> tuple[float, float, float]:
+    """p_a - p_b of two proportions and Newcombe's hybrid score interval (from the two Wilson intervals; right at
+    0 and 1, where the normal one is not)."""
+    p, q = hits_a / trials_a, hits_b / trials_b
+    (la, ua), (lb, ub) = wilson_interval(hits_a, trials_a, level), wilson_interval(hits_b, trials_b, level)
+    return p - q, p - q - math.hypot(p - la, ub - q), p - q + math.hypot(ua - p, q - lb)

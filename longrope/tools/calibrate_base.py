@@ -1,7 +1,7 @@
 """One-off calibration of the embedded default's base model (not part of the workflow).
 
-For each pretraining seed, run the real workflow on a copy of the config that differs only in
-pretrain.seed (evaluation trimmed to L0…16·L0 and the 8× stage), then print plain RoPE's blow-up
+For each pretraining seed, run the real workflow on a copy of the config that pretrains its base model and
+differs only in pretrain.seed (no export; evaluation trimmed to L0…16·L0 and the 8× stage), then print plain RoPE's blow-up
 ppl(8·L0) / ppl(L0) and the baselines at s = 8 side by side.
 
     .venv/bin/python -m longrope.tools.calibrate_base --seeds 0 1 2 --out calibration
@@ -36,6 +36,8 @@ def main():
         config = {**base, "stages": {"128k": {"scale": 8}},
                   "evaluation": {**base["evaluation"], "lengths": [l0 * k for k in (1, 2, 4, 8, 16)]}}
         config["pretrain"] = {**base["pretrain"], "seed": seed}
+        config["base_model"] = {**base["base_model"], "path": None}  # pretrain here rather than use data/base
+        config.pop("export", None)  # its stage is not among the one stage kept
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
         subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(ROOT / "Snakefile"),
                         "--cores", str(args.cores), "--configfile", str(run_dir / "config.yaml"),
