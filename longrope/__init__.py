@@ -9,11 +9,13 @@ The package every workflow script uses, in layers; a module imports only from th
     factors.py     searched factors, the artifact every stage passes on (factors.json / factors.csv)
     logs.py        where a job's messages go: the rule's log (the scripts), for the package's "longrope" loggers
     plan.py        the workflow config, validated once, as typed frozen settings (no torch)
+    shipped.py     the base model shipped in data/base: its manifest, recipe digest and checksums
+    docs_blocks.py the README's and docs' include blocks: figures rendered from committed results files
     data/          corpora as sources per role, tokenizers, token stores, windows, fine-tuning chunks, prompts
     parallelism/   Ulysses sequence parallelism and the memory planner
     search/        the evolution engine, fitness and its windows
     training/      the training loop, plain torch or DeepSpeed
-    evaluation/    perplexity, retrieval, intervals, records, tables and plots
+    evaluation/    perplexity, retrieval, intervals, records, tables, the paper's claims and plots
     harness/       lm-evaluation-harness suites (Table 8, RULER, LongBench) on patched models, and their tables
     export/        the extended model for each engine: switch policy and stock-transformers parity, vLLM keys,
                    the GGUF for llama.cpp, and the same windows through every engine (parity)

@@ -11,8 +11,7 @@ import yaml
 from conftest import ROOT, snakemake_cmd
 
 ENVIRONMENT = ROOT / "envs" / "longrope.yaml"
-# Imported by the package, installed apart from it: vLLM brings its own torch (README, "The extended model in other
-# engines").
+# Imported by the package, installed apart from it: vLLM brings its own torch (docs/engines.md).
 INSTALLED_APART = {"vllm"}
 # Never imported here, loaded by transformers when convert_gguf dequantizes a GGUF base model (pyproject's gguf extra).
 LOADED_BY_TRANSFORMERS = {"accelerate"}

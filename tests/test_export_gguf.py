@@ -373,7 +373,7 @@ def test_export_settings_are_frozen_in_the_plan_and_checked_first(tmp_path):
 def test_llama_cpp_runs_the_gguf_with_transformers_perplexity_beyond_the_switch(exported, tmp_path):
     """llama.cpp itself (llama-cpp-python) on the GGUF: beyond the switch both engines use the long set and agree;
     at 48 tokens transformers takes the short set while llama.cpp, which rounds n_ctx up to 256 before comparing
-    with the switch length (64), takes the long one — the difference the README's switch table states."""
+    with the switch length (64), takes the long one — the difference the switch table of docs/engines.md states."""
     from longrope.export.parity import engine_parity
 
     write_gguf(exported, tmp_path / "model.gguf", dtype="f32")
@@ -393,7 +393,7 @@ def test_llama_cpp_runs_the_gguf_with_transformers_perplexity_beyond_the_switch(
 def test_vllm_prompt_logprobs_read_into_the_parity_row(exported, monkeypatch):
     """vLLM's output as its docs give it (prompt_logprobs: None at t = 0, then {token id: Logprob(logprob, rank)}
     for the prompt's token and the rank-1 token), from a stand-in `vllm` module computing it with stock transformers:
-    read at the right positions, it agrees with transformers exactly. No GPU here, so not vLLM itself (README)."""
+    read at the right positions, it agrees with transformers exactly. No GPU here, so not vLLM itself (docs/engines.md)."""
     import types
 
     from transformers import AutoModelForCausalLM

@@ -45,8 +45,9 @@ def test_each_command_is_a_tools_main_that_reads_the_command_line(command, monke
     assert done.value.code == 0 and f"usage: {command}" in capsys.readouterr().out
 
 
-def test_the_readme_names_only_declared_commands():
-    named = set(re.findall(r"\blongrope-[a-z]+(?:-[a-z]+)*", (ROOT / "README.md").read_text()))
+def test_the_docs_name_only_declared_commands():
+    text = "".join(page.read_text() for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))])
+    named = set(re.findall(r"\blongrope-[a-z]+(?:-[a-z]+)*", text))
     assert named and named <= set(PROJECT["scripts"])
 
 

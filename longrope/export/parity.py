@@ -2,7 +2,7 @@
 reference), this package's own loader (longrope.model.load_model, n̂ included), llama.cpp (llama-cpp-python
 running the GGUF of longrope.export.gguf) and, on a CUDA machine, vLLM, on the same held-out windows.
 
-Each engine picks its factor set its own way (README, "The extended model in other engines"): transformers and
+Each engine picks its factor set its own way (docs/engines.md): transformers and
 this package per sequence length, llama.cpp once per context from n_ctx rounded up to a multiple of 256, vLLM once
 at start-up. Each length gets a llama.cpp context of exactly that length, as a user serving windows of that length
 would open it; vLLM runs as a server does by default (max_model_len = the extended length, so the long set). The
