@@ -8,7 +8,8 @@ The package every workflow script uses, in layers; a module imports only from th
     model.py       checkpoints: load with exactly one scaling applied, save with the scaling; dtype, attention, NLL
     factors.py     searched factors, the artifact every stage passes on (factors.json / factors.csv)
     logs.py        where a job's messages go: the rule's log (the scripts), for the package's "longrope" loggers
-    plan.py        the workflow config, validated once, as typed frozen settings (no torch)
+    plan/          the workflow config, validated once, as typed frozen settings (no torch): settings, build,
+                   checks, the graph
     shipped.py     the base model shipped in data/base: its manifest, recipe digest and checksums
     docs_blocks.py the README's and docs' include blocks: figures rendered from committed results files
     data/          corpora as sources per role, tokenizers, token stores, windows, fine-tuning chunks, prompts

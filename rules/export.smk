@@ -93,7 +93,7 @@ if PLAN.export and PLAN.export.parity:
             kv_cache=list(PLAN.export.parity.kv_cache),
             tolerance=PLAN.export.parity.tolerance,
             seed=EVAL["seed"],
-        threads: EVAL["threads"]
+        threads: PLAN.export.parity.threads
         log:
             "logs/engine_parity.log",
         benchmark:

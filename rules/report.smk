@@ -90,14 +90,16 @@ rule plot_factors:
         "../scripts/plot_results.py"
 
 
-rule plot_pretrain_loss:
-    input:
-        pretrain_loss(),
-    output:
-        report("results/plots/pretrain_loss.png", caption="../report/pretrain_loss.rst", category="Training"),
-    log:
-        "logs/plot_pretrain_loss.log",
-    benchmark:
-        "benchmarks/plot_pretrain_loss.tsv"
-    script:
-        "../scripts/plot_loss.py"
+if pretrain_loss():  # the base model's training loss: pretrained here, or shipped beside it
+
+    rule plot_pretrain_loss:
+        input:
+            pretrain_loss(),
+        output:
+            report("results/plots/pretrain_loss.png", caption="../report/pretrain_loss.rst", category="Training"),
+        log:
+            "logs/plot_pretrain_loss.log",
+        benchmark:
+            "benchmarks/plot_pretrain_loss.tsv"
+        script:
+            "../scripts/plot_loss.py"

@@ -33,8 +33,17 @@ def _verdict(lo: float, hi: float, good_below: float | None = None, good_above: 
     return "holds" if lo > good_above else "fails" if hi < good_above else "not shown"
 
 
+SEVERITY = {"fails": 2, "not shown": 1, "holds": 0}
+
+
 def _worst(verdicts: list[str]) -> str:
-    return next(v for v in ("fails", "not shown", "holds") if v in verdicts)
+    return max(verdicts, key=SEVERITY.get)
+
+
+def _deciding(cells: dict, verdicts: dict, worse) -> object:
+    """The cell that decides a claim over several: the worst verdict, and among those the worst value (`worse`
+    orders values, worst last), so the row shows the figure its verdict rests on."""
+    return max(cells, key=lambda k: (SEVERITY[verdicts[k]], worse(cells[k][0])))
 
 
 def _missing(claim: str, what: str) -> dict:
@@ -70,13 +79,14 @@ def searched_beats_baselines(ppl, pairs: PairedWindows, original_length: int, sc
     if searched is None or not baselines:
         return _missing("(a)", what)
     ratios = {b["method"]: pairs.ratio(searched, b) for b in baselines}
+    verdicts = {m: _verdict(lo, hi, good_below=1.0) for m, (_, lo, hi) in ratios.items()}
     best = min(baselines, key=lambda b: b["ppl"])["method"]
-    verdict = _worst([_verdict(lo, hi, good_below=1.0) for _, lo, hi in ratios.values()])
-    return dict(zip(COLUMNS, ("(a)", what, f"vs {best}", *ratios[best], verdict)))
+    shown = best if verdicts[best] == _worst(list(verdicts.values())) else _deciding(ratios, verdicts, lambda v: v)
+    return dict(zip(COLUMNS, ("(a)", what, f"vs {shown}", *ratios[shown], verdicts[shown])))
 
 
 def final_stays_flat(ppl, pairs: PairedWindows, original_length: int, final) -> dict:
-    what = f"final model: worst ppl(length) / ppl(L0) over every length (≤ {PPL_DRIFT:g})"
+    what = f"final model: ppl(length) / ppl(L0) at the length that decides (≤ {PPL_DRIFT:g} at every length)"
     model, method, scale = final
     at_l0 = _row(ppl, model, method, scale, original_length)
     rows = ppl[(ppl["study"] == "length") & (ppl["model"] == model) & (ppl["method"] == method)
@@ -85,9 +95,9 @@ def final_stays_flat(ppl, pairs: PairedWindows, original_length: int, final) -> 
         return _missing("(b)", what)
     l0_units = pairs.units_of(at_l0)
     ratios = {int(r["length"]): independent_ratio(pairs.units_of(r), l0_units) for r in rows.to_dict("records")}
-    length = max(ratios, key=lambda n: ratios[n][0])
-    verdict = _worst([_verdict(lo, hi, good_below=PPL_DRIFT) for _, lo, hi in ratios.values()])
-    return dict(zip(COLUMNS, ("(b)", what, f"{model} at {length}", *ratios[length], verdict)))
+    verdicts = {n: _verdict(lo, hi, good_below=PPL_DRIFT) for n, (_, lo, hi) in ratios.items()}
+    length = _deciding(ratios, verdicts, lambda v: v)
+    return dict(zip(COLUMNS, ("(b)", what, f"{model} at {length}", *ratios[length], verdicts[length])))
 
 
 def _pooled(passkey: pd.DataFrame, model: str, method: str, scale: float | None) -> pd.DataFrame:
@@ -101,16 +111,16 @@ def _pooled(passkey: pd.DataFrame, model: str, method: str, scale: float | None)
 def passkey_claims(passkey: pd.DataFrame, original_length: int, final, final_scale: float) -> list[dict]:
     model, method, scale = final
     rows = []
-    what = f"final model: lowest passkey accuracy over every length (≥ {RETRIEVES:.0%})"
+    what = f"final model: passkey accuracy at the length that decides (≥ {RETRIEVES:.0%} at every length)"
     own = _pooled(passkey, model, method, scale)
     if own.empty:
         rows.append(_missing("(c1)", what))
     else:
         cells = {n: (c.hits / c.trials, *wilson_interval(c.hits, c.trials)) for n, c in own.iterrows()}
-        length = min(cells, key=lambda n: cells[n][0])
-        verdict = _worst([_verdict(lo, hi, good_above=RETRIEVES) for _, lo, hi in cells.values()])
-        rows.append(dict(zip(COLUMNS, ("(c1)", what, f"{model} at {length}", *cells[length], verdict))))
-    what = f"plain RoPE and PI on the base model: highest passkey accuracy beyond L0 (≤ {COLLAPSED:.0%})"
+        verdicts = {n: _verdict(lo, hi, good_above=RETRIEVES) for n, (_, lo, hi) in cells.items()}
+        length = _deciding(cells, verdicts, lambda v: -v)
+        rows.append(dict(zip(COLUMNS, ("(c1)", what, f"{model} at {length}", *cells[length], verdicts[length]))))
+    what = f"plain RoPE and PI on the base model: passkey accuracy beyond L0, the cell that decides (≤ {COLLAPSED:.0%})"
     cells = {}
     for subject, at in (("none", None), ("pi", final_scale)):
         pooled = _pooled(passkey, "base", subject, at)
@@ -119,9 +129,9 @@ def passkey_claims(passkey: pd.DataFrame, original_length: int, final, final_sca
     if not cells:
         rows.append(_missing("(c2)", what))
     else:
-        worst = max(cells, key=lambda k: cells[k][0])
-        verdict = _worst([_verdict(lo, hi, good_below=COLLAPSED) for _, lo, hi in cells.values()])
-        rows.append(dict(zip(COLUMNS, ("(c2)", what, f"{worst[0]} at {worst[1]}", *cells[worst], verdict))))
+        verdicts = {k: _verdict(lo, hi, good_below=COLLAPSED) for k, (_, lo, hi) in cells.items()}
+        worst = _deciding(cells, verdicts, lambda v: v)
+        rows.append(dict(zip(COLUMNS, ("(c2)", what, f"{worst[0]} at {worst[1]}", *cells[worst], verdicts[worst]))))
     what = "final model − YaRN at the final scale: passkey accuracy beyond L0, pooled (difference > 0)"
     yarn = _pooled(passkey, "base", "yarn", final_scale)
     both = own.join(yarn, suffixes=("_final", "_yarn"), how="inner")
