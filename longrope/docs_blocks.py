@@ -28,9 +28,14 @@ def _body(root: Path, path: str) -> str:
     return source.read_text().strip("\n") + "\n"
 
 
-def render(page: Path, root: Path) -> str:
-    """The page with every include block's body replaced by its file's text."""
-    return BLOCK.sub(lambda m: m[1] + _body(root, m["path"]) + m[4], page.read_text())
+def render(page: Path, root: Path, skip_missing: bool = False) -> str:
+    """The page with every include block's body replaced by its file's text; `skip_missing` leaves the blocks of
+    files not yet published as they are (a first publication of one run before another's)."""
+    def body(m):
+        if skip_missing and not (root / m["path"]).is_file():
+            return m[0]
+        return m[1] + _body(root, m["path"]) + m[4]
+    return BLOCK.sub(body, page.read_text())
 
 
 def stale(page: Path, root: Path) -> list[str]:

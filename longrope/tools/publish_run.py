@@ -19,7 +19,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from longrope.docs_blocks import render, stale
+from longrope.docs_blocks import included, render
 from longrope.tools.ship_base import cpu
 
 TABLES = ["claims", "table1_perplexity", "search_vs_baselines", "table5_extended_models", "finetune_effect",
@@ -110,9 +110,13 @@ def main() -> None:
         publish_tests(args.root / "docs" / "tests", args.run or args.root, args.install_seconds, args.tests_seconds,
                       args.passed, args.cold_install_seconds)
     for page in pages(args.root):
-        if stale(page, args.root):
-            page.write_text(render(page, args.root))
+        rendered = render(page, args.root, skip_missing=True)
+        if rendered != page.read_text():
+            page.write_text(rendered)
             print(f"rendered {page}")
+    missing = sorted({path for page in pages(args.root) for path in included(page) if not (args.root / path).is_file()})
+    if missing:
+        raise SystemExit(f"include blocks name files not published yet: {', '.join(missing)}")
 
 
 if __name__ == "__main__":
