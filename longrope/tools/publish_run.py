@@ -78,11 +78,12 @@ def publish_run(run: Path, out: Path, install: float, workflow: float) -> None:
         ("pretrain_base jobs", str(pretrained))]))
 
 
-def publish_tests(out: Path, run: Path, install: float, tests: float, passed: int, cold: float | None) -> None:
+def publish_tests(out: Path, run: Path, install: float, tests: float, passed: int, failed: int,
+                  cold: float | None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows = [("CPU", f"{cpu()}, 2 cores"), ("date", datetime.date.today().isoformat()), ("commit", commit_of(run)),
             ("install (pip, cache warm)", minutes(install)),
-            ("tests (`pytest -q`)", f"{minutes(tests)}, {passed} passed"),
+            ("tests (`pytest -q`)", f"{minutes(tests)}, {passed} passed" + (f", {failed} failed" if failed else "")),
             ("README command 2 in all", minutes(install + tests))]
     if cold is not None:
         rows.append(("install with llama-cpp-python built from source (cold pip cache)", minutes(cold)))
@@ -97,6 +98,7 @@ def main() -> None:
     parser.add_argument("--workflow-seconds", type=float)
     parser.add_argument("--tests-seconds", type=float, help="publish a timed test run into docs/tests/")
     parser.add_argument("--passed", type=int)
+    parser.add_argument("--failed", type=int, default=0)
     parser.add_argument("--cold-install-seconds", type=float, help="the same install with pip's cache cold")
     parser.add_argument("--root", type=Path, default=Path("."))
     args = parser.parse_args()
@@ -108,7 +110,7 @@ def main() -> None:
         if args.install_seconds is None or args.passed is None:
             parser.error("--tests-seconds needs --install-seconds and --passed")
         publish_tests(args.root / "docs" / "tests", args.run or args.root, args.install_seconds, args.tests_seconds,
-                      args.passed, args.cold_install_seconds)
+                      args.passed, args.failed, args.cold_install_seconds)
     for page in pages(args.root):
         rendered = render(page, args.root, skip_missing=True)
         if rendered != page.read_text():
