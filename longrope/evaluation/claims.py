@@ -36,10 +36,6 @@ def _verdict(lo: float, hi: float, good_below: float | None = None, good_above: 
 SEVERITY = {"fails": 2, "not shown": 1, "holds": 0}
 
 
-def _worst(verdicts: list[str]) -> str:
-    return max(verdicts, key=SEVERITY.get)
-
-
 def _deciding(cells: dict, verdicts: dict, worse) -> object:
     """The cell that decides a claim over several: the worst verdict, and among those the worst value (`worse`
     orders values, worst last), so the row shows the figure its verdict rests on."""
@@ -62,9 +58,15 @@ def final_model(ppl: pd.DataFrame) -> tuple[str, str, float] | None:
     return None
 
 
+def _rows(ppl: pd.DataFrame, model: str, method: str, scale: float) -> pd.DataFrame:
+    """One subject's perplexity by length."""
+    return ppl[(ppl["study"] == "length") & (ppl["model"] == model) & (ppl["method"] == method)
+               & (ppl["scale"] == scale)]
+
+
 def _row(ppl: pd.DataFrame, model: str, method: str, scale: float, length: int) -> dict | None:
-    found = ppl[(ppl["study"] == "length") & (ppl["model"] == model) & (ppl["method"] == method)
-                & (ppl["scale"] == scale) & (ppl["length"] == length)]
+    found = _rows(ppl, model, method, scale)
+    found = found[found["length"] == length]
     return found.iloc[0].to_dict() if len(found) else None
 
 
@@ -81,7 +83,8 @@ def searched_beats_baselines(ppl, pairs: PairedWindows, original_length: int, sc
     ratios = {b["method"]: pairs.ratio(searched, b) for b in baselines}
     verdicts = {m: _verdict(lo, hi, good_below=1.0) for m, (_, lo, hi) in ratios.items()}
     best = min(baselines, key=lambda b: b["ppl"])["method"]
-    shown = best if verdicts[best] == _worst(list(verdicts.values())) else _deciding(ratios, verdicts, lambda v: v)
+    # the best baseline, unless another decides a worse verdict
+    shown = max(ratios, key=lambda m: (SEVERITY[verdicts[m]], m == best, ratios[m][0]))
     return dict(zip(COLUMNS, ("(a)", what, f"vs {shown}", *ratios[shown], verdicts[shown])))
 
 
@@ -89,8 +92,8 @@ def final_stays_flat(ppl, pairs: PairedWindows, original_length: int, final) -> 
     what = f"final model: ppl(length) / ppl(L0) at the length that decides (≤ {PPL_DRIFT:g} at every length)"
     model, method, scale = final
     at_l0 = _row(ppl, model, method, scale, original_length)
-    rows = ppl[(ppl["study"] == "length") & (ppl["model"] == model) & (ppl["method"] == method)
-               & (ppl["scale"] == scale) & (ppl["length"] > original_length)]
+    rows = _rows(ppl, model, method, scale)
+    rows = rows[rows["length"] > original_length]
     if at_l0 is None or rows.empty:
         return _missing("(b)", what)
     l0_units = pairs.units_of(at_l0)

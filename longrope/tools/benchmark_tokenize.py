@@ -31,6 +31,7 @@ from pathlib import Path
 from longrope.data.corpus import book_path, list_books, read_book
 from longrope.data.tokenizer import load_tokenizer, train_tokenizer
 from longrope.data.tokens import CHARS_PER_THREAD, text_batches, write_store
+from longrope.tools.provenance import cores, cpu
 
 CORPUS = Path(__file__).resolve().parents[2] / "data" / "corpus"
 
@@ -120,13 +121,6 @@ def run_child(mode: str, mb: float, args, tokenizer_dir: str, work_dir: str) -> 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def cpu() -> str:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = [flag for flag in ("avx512_bf16", "amx_tile") if flag in info.split()]
-    return f"{name}, {os.cpu_count()} cores, {' '.join(flags) or 'no avx512_bf16 / amx_tile'}"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=float, default=256, help="MiB of text at 1× (0.25× is measured too)")
@@ -158,7 +152,7 @@ def main():
         row["writer_over_encode_batch_cpu"] = row["encode"]["cpu_seconds"] / row["store"]["cpu_seconds"]
         row["writer_peak_over_quarter"] = row["store"]["peak_mb"] / small["store"]["peak_mb"]
         row["finetune_peak_over_quarter"] = row["finetune"]["peak_mb"] / small["finetune"]["peak_mb"]
-    figures = {"cpu": cpu(), "threads": args.threads, "tokenizer": args.tokenizer, "vocab_size": vocab,
+    figures = {"cpu": f"{cpu()}, {cores()} cores", "threads": args.threads, "tokenizer": args.tokenizer, "vocab_size": vocab,
                "seq_len": args.seq_len, "steps": args.steps, "load_average_at_end": os.getloadavg(), "rows": rows}
     lines = [(f"{figures['cpu']}; {args.threads} thread(s); tokenizer {args.tokenizer} (vocabulary {vocab}); "
               f"fine-tuning: {args.steps} steps of one {args.seq_len}-token row"), "",

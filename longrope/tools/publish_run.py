@@ -16,11 +16,10 @@ import argparse
 import csv
 import datetime
 import shutil
-import subprocess
 from pathlib import Path
 
 from longrope.docs_blocks import included, render
-from longrope.tools.ship_base import cpu
+from longrope.tools.provenance import commit, cores, cpu
 
 TABLES = ["claims", "table1_perplexity", "search_vs_baselines", "table5_extended_models", "finetune_effect",
           "table10_short_recovery", "table11_ablation", "passkey_accuracy", "needle_scores", "engine_parity"]
@@ -31,11 +30,6 @@ TIDY = ["results/tables/claims.csv", "results/tables/perplexity.csv", "results/t
 
 def pages(root: Path) -> list[Path]:
     return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
-
-
-def commit_of(folder: Path) -> str:
-    return subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
 
 
 def job_times(run: Path) -> list[dict]:
@@ -72,7 +66,8 @@ def publish_run(run: Path, out: Path, install: float, workflow: float) -> None:
         writer.writerows(jobs)
     pretrained = sum(j["job"] == "pretrain_base" for j in jobs)
     (out / "run.md").write_text(timing_table([
-        ("CPU", f"{cpu()}, 2 cores"), ("date", datetime.date.today().isoformat()), ("commit", commit_of(run)),
+        ("CPU", f"{cpu()}, {cores()} cores"), ("date", datetime.date.today().isoformat()),
+        ("commit", commit(run, short=True)),
         ("install (pip, cache warm)", minutes(install)), ("workflow (`snakemake --cores 2`)", minutes(workflow)),
         ("README command 1 in all", minutes(install + workflow)), ("jobs", str(len(jobs))),
         ("pretrain_base jobs", str(pretrained))]))
@@ -81,7 +76,8 @@ def publish_run(run: Path, out: Path, install: float, workflow: float) -> None:
 def publish_tests(out: Path, run: Path, install: float, tests: float, passed: int, failed: int,
                   cold: float | None) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    rows = [("CPU", f"{cpu()}, 2 cores"), ("date", datetime.date.today().isoformat()), ("commit", commit_of(run)),
+    rows = [("CPU", f"{cpu()}, {cores()} cores"), ("date", datetime.date.today().isoformat()),
+            ("commit", commit(run, short=True)),
             ("install (pip, cache warm)", minutes(install)),
             ("tests (`pytest -q`)", f"{minutes(tests)}, {passed} passed" + (f", {failed} failed" if failed else "")),
             ("README command 2 in all", minutes(install + tests))]

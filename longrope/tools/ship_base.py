@@ -9,24 +9,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import shutil
-import subprocess
 from pathlib import Path
 
 import yaml
 
 from longrope.shipped import MANIFEST, PRETRAIN_LOSS, REPRODUCE, digest, file_sha256, recipe
-
-
-def cpu() -> str:
-    """The CPU's model name and the vector extensions that change its kernels (lscpu's flags)."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-                platform.processor() or platform.machine())
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    kinds = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
-    return f"{name} ({', '.join(kinds) or 'no AVX2'})"
+from longrope.tools.provenance import commit, cpu
 
 
 def main() -> None:
@@ -42,11 +31,9 @@ def main() -> None:
         shutil.rmtree(args.out)
     shutil.copytree(model, args.out, ignore=shutil.ignore_patterns(".snakemake_timestamp"))
     shutil.copy(loss, args.out / PRETRAIN_LOSS)
-    commit = subprocess.run(["git", "-C", str(args.run), "rev-parse", "HEAD"], capture_output=True, text=True,
-                            check=True).stdout.strip()
     spec = recipe(config)
     manifest = {
-        "recipe": spec, "recipe_sha256": digest(spec), "commit": commit, "seed": spec["pretrain"]["seed"],
+        "recipe": spec, "recipe_sha256": digest(spec), "commit": commit(args.run), "seed": spec["pretrain"]["seed"],
         "steps": int(rows[-1]["step"]), "final_loss": float(rows[-1]["loss"]), "cpu": cpu(),
         "threads": config["pretrain"]["threads"], "train_seconds": round(seconds, 2), "command": REPRODUCE,
         "files": {p.name: file_sha256(p) for p in sorted(args.out.iterdir()) if p.is_file() and p.name != MANIFEST},
